@@ -115,7 +115,8 @@ class CIFAR10BatchesDataset(AbstractDataset):
     """The CIFAR-10 Python batches in a ``cifar-10-batches-py`` folder (read only).
 
     Loading returns ``{"batches": {file_name: {"data", "labels"}}, "label_names": [...],
-    "checksums": {file_name: md5}}`` after a safe, validated read of every file.
+    "checksums": {file_name: md5}, "source": "download" | "synthetic"}`` after a safe, validated
+    read of every file.
 
     When the folder is missing it is filled first, once, according to ``source``:
 
@@ -144,7 +145,7 @@ class CIFAR10BatchesDataset(AbstractDataset):
                 cifar10.download_and_extract(self._path, url=self._url, md5=self._md5, timeout=self._timeout)
             else:
                 cifar10.write_synthetic_cifar10(self._path, **self._synthetic)
-        return cifar10.read_batches(self._path)
+        return {**cifar10.read_batches(self._path), "source": self._source}
 
     def save(self, data: Any) -> None:
         raise DatasetError(f"{self._path} holds the original CIFAR-10 batches and is read only.")

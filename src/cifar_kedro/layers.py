@@ -1,0 +1,86 @@
+"""The project's own Keras objects, registered so that ``.keras`` files load under ``safe_mode``.
+
+Backend-agnostic: only ``keras.ops`` and ``keras.random``, no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+PACKAGE = "cifar_kedro"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RandomCutout(keras.layers.Layer):
+    """Cutout (DeVries & Taylor, 2017): in training, fill one random ``size``×``size`` square per
+    image with ``fill_value``; the square may overlap the border. Identity at inference."""
+
+    def __init__(self, size: int, fill_value: float = 0.0, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.size = size
+        self.fill_value = fill_value
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        shape = ops.shape(images)
+        batch, height, width = shape[0], shape[1], shape[2]
+        centre_y = keras.random.randint((batch, 1, 1, 1), 0, height, seed=self.seed_generator)
+        centre_x = keras.random.randint((batch, 1, 1, 1), 0, width, seed=self.seed_generator)
+        rows = ops.reshape(ops.arange(height), (1, -1, 1, 1))
+        cols = ops.reshape(ops.arange(width), (1, 1, -1, 1))
+        half = self.size // 2
+        inside = (
+            (rows >= centre_y - half)
+            & (rows < centre_y - half + self.size)
+            & (cols >= centre_x - half)
+            & (cols < centre_x - half + self.size)
+        )
+        return ops.where(inside, ops.cast(self.fill_value, images.dtype), images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "fill_value": self.fill_value, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PiecewiseLinearSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Learning rate linear between knots ``(step, rate)``, constant outside them.
+
+    The one-cycle shape of Page's ResNet-9 recipe is ``[(0, 0), (5 epochs, 0.4), (24 epochs, 0)]``
+    in optimizer steps. It reads ``optimizer.iterations``, so a resumed run continues on schedule.
+    """
+
+    def __init__(self, steps: list[int], rates: list[float]):
+        if len(steps) != len(rates) or len(steps) < 2 or list(steps) != sorted(steps):
+            raise ValueError(f"PiecewiseLinearSchedule needs ≥ 2 knots with increasing steps, got {steps}, {rates}.")
+        self.steps = [int(s) for s in steps]
+        self.rates = [float(r) for r in rates]
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        rate = ops.convert_to_tensor(self.rates[0], "float32")
+        for (s0, r0), (s1, r1) in zip(zip(self.steps, self.rates), zip(self.steps[1:], self.rates[1:])):
+            fraction = ops.clip((step - s0) / max(s1 - s0, 1), 0.0, 1.0)
+            rate = ops.where(step >= s0, r0 + fraction * (r1 - r0), rate)
+        return rate
+
+    def get_config(self):
+        return {"steps": self.steps, "rates": self.rates}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class HorizontalFlip(keras.layers.Layer):
+    """Mirror images left-right, always (for flip test-time augmentation)."""
+
+    def call(self, images):
+        return ops.flip(images, axis=2)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

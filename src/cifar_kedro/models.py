@@ -1,0 +1,266 @@
+"""The study's models, each readable top to bottom.
+
+Every model takes raw ``uint8`` CIFAR images of shape (32, 32, 3) and returns class probabilities.
+Augmentation (first layer, active only in training) and input scaling live inside the model, so
+the splits stay small, the saved ``.keras`` file needs no outside preprocessing, and the
+reporting pipeline treats all models alike. Backend-agnostic Keras 3: no TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Sequence
+
+import keras
+from keras import layers
+
+from cifar_kedro.layers import HorizontalFlip
+
+INPUT_SHAPE = (32, 32, 3)
+BACKBONE = "backbone"
+
+# Input sizes and widths for which Keras publishes ImageNet weights of MobileNetV2.
+IMAGENET_SIZES = (96, 128, 160, 192, 224)
+IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+# Seconds a socket may stay silent while the ImageNet weights download, so offline fails fast.
+DOWNLOAD_SOCKET_TIMEOUT = 30
+
+
+class WeightsUnavailableError(RuntimeError):
+    """The requested pretrained weights cannot be had (offline, or no such weights)."""
+
+
+def _image_input() -> keras.KerasTensor:
+    return keras.Input(INPUT_SHAPE, dtype="uint8", name="image")
+
+
+# ---------------------------------------------------------------------------- transfer learning
+def build_transfer_model(
+    augmentation: keras.layers.Layer,
+    *,
+    num_classes: int,
+    image_size: int = 96,
+    weights: str | None = "imagenet",
+    alpha: float = 1.0,
+    dropout: float = 0.2,
+) -> keras.Model:
+    """MobileNetV2 (frozen) → global average pooling → dropout → dense softmax.
+
+    With 10 classes, 96 px and ``alpha=1`` this is the study's 2,270,794-parameter model.
+    """
+    base = mobilenet_v2_backbone(image_size=image_size, weights=weights, alpha=alpha)
+    base.trainable = False
+
+    inputs = _image_input()
+    x = augmentation(inputs)
+    x = layers.Rescaling(1 / 127.5, offset=-1, name="preprocess")(x)  # MobileNetV2 wants [-1, 1]
+    x = layers.Resizing(image_size, image_size, name="resize")(x)
+    x = base(x, training=False)  # inference mode while frozen; see unfreeze_backbone for fine-tuning
+    x = layers.GlobalAveragePooling2D(name="pooling")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier")(x)
+    return keras.Model(inputs, outputs, name="transfer_mobilenet_v2")
+
+
+def unfreeze_backbone(model: keras.Model, fine_tune_at: int) -> None:
+    """Make the backbone's layers from index ``fine_tune_at`` on trainable, except BatchNormalization.
+
+    BatchNormalization layers stay frozen, which in Keras 3 also keeps them in inference mode:
+    they normalize with, and never update, their moving statistics. ``base(x, training=False)``
+    alone does not ensure that — a functional model passes its own ``training`` flag down to a
+    nested model — and batch statistics during fine-tuning wreck the pretrained features.
+    Re-compile afterwards.
+    """
+    base = model.get_layer(BACKBONE)
+    if not 0 <= fine_tune_at <= len(base.layers):
+        raise ValueError(
+            f"fine_tune_at={fine_tune_at} is outside the backbone's 0..{len(base.layers)} layers; "
+            "fix transfer_training.fine_tune_experiments in conf/base/parameters_transfer_training.yml."
+        )
+    base.trainable = True
+    for index, layer in enumerate(base.layers):
+        layer.trainable = index >= fine_tune_at and not isinstance(layer, layers.BatchNormalization)
+
+
+def calibrate_batchnorm(model: keras.Model, images) -> None:
+    """Set the backbone's BatchNormalization moving statistics to those of ``images``.
+
+    For ``weights: none`` only. A randomly initialised backbone run in inference mode normalizes
+    with mean 0 and variance 1, which lets the signal die out over its 50-odd layers: every image
+    then gives the same features and the head can only reach chance (10%). One forward pass in
+    training mode with momentum 0 writes each layer's real statistics, which makes the random
+    backbone a fair random-features baseline. Pretrained weights keep their own statistics.
+    """
+    base = model.get_layer(BACKBONE)
+    x = model.get_layer("resize")(model.get_layer("preprocess")(images))
+    norms = [layer for layer in base.layers if isinstance(layer, layers.BatchNormalization)]
+    momenta, trainable = [bn.momentum for bn in norms], base.trainable
+    base.trainable = True  # a frozen BatchNormalization layer ignores training=True
+    for bn in norms:
+        bn.momentum = 0.0
+    try:
+        base(x, training=True)
+    finally:
+        for bn, momentum in zip(norms, momenta):
+            bn.momentum = momentum
+        base.trainable = trainable
+
+
+def mobilenet_v2_backbone(*, image_size: int, weights: str | None, alpha: float) -> keras.Model:
+    """``keras.applications.MobileNetV2`` without its top, with ImageNet, file or random weights."""
+    weights = None if is_random_init(weights) else weights
+    if weights == "imagenet":
+        _check_imagenet_available(image_size, alpha)
+    elif weights is not None and not os.path.exists(weights):
+        raise WeightsUnavailableError(
+            f"transfer_training.weights points to '{weights}', which does not exist; give the path of a "
+            "'.weights.h5' file saved from a MobileNetV2 of the same image_size and alpha, 'imagenet', or 'none'."
+        )
+    kwargs = dict(input_shape=(image_size, image_size, 3), include_top=False, alpha=alpha, name=BACKBONE)
+    if weights != "imagenet":
+        return keras.applications.MobileNetV2(weights=weights, **kwargs)
+    try:
+        with _socket_timeout(DOWNLOAD_SOCKET_TIMEOUT):
+            return keras.applications.MobileNetV2(weights="imagenet", **kwargs)
+    except Exception as error:  # Keras raises a bare Exception on a failed fetch
+        if "URL fetch failure" not in str(error) and not isinstance(error, OSError):
+            raise
+        raise WeightsUnavailableError(_offline_message(image_size, alpha)) from None
+
+
+def is_random_init(weights: str | None) -> bool:
+    """Whether the ``weights`` parameter asks for random initialisation."""
+    return weights is None or str(weights).lower() == "none"
+
+
+def imagenet_weights_file(image_size: int, alpha: float) -> str:
+    """The file name Keras caches MobileNetV2's no-top ImageNet weights under."""
+    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{image_size}_no_top.h5"
+
+
+def _check_imagenet_available(image_size: int, alpha: float) -> None:
+    if image_size not in IMAGENET_SIZES or alpha not in IMAGENET_ALPHAS:
+        raise WeightsUnavailableError(
+            f"MobileNetV2 has ImageNet weights only for image_size in {IMAGENET_SIZES} and alpha in "
+            f"{IMAGENET_ALPHAS}, not image_size={image_size}, alpha={alpha}: change "
+            "transfer_training.image_size/alpha, or set transfer_training.weights to a file or 'none'."
+        )
+
+
+def _offline_message(image_size: int, alpha: float) -> str:
+    cache = os.path.join(os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras")), "models")
+    return (
+        "Could not download MobileNetV2's ImageNet weights (no network?). Either place the file "
+        f"'{imagenet_weights_file(image_size, alpha)}' (from "
+        "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/) in "
+        f"'{cache}', or set transfer_training.weights to a local '.weights.h5' file or to 'none' "
+        '(random initialisation), e.g. kedro run --params "transfer_training.weights=none".'
+    )
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float):
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+# ---------------------------------------------------------------------------- the study's CNN
+def build_seed_cnn(
+    augmentation: keras.layers.Layer,
+    *,
+    num_classes: int,
+    filters: Sequence[int] = (32, 64, 128),
+    dense_units: int = 256,
+    dropout: float = 0.5,
+) -> keras.Model:
+    """The study's custom CNN: 3 × (conv 3×3 ReLU → BN → max-pool) → dense ReLU → BN → dropout → softmax.
+
+    With the defaults and 10 classes: 622,282 parameters, 960 of them non-trainable.
+    """
+    inputs = _image_input()
+    x = augmentation(inputs)
+    x = layers.Rescaling(1 / 255, name="preprocess")(x)
+    for i, n in enumerate(filters, start=1):
+        x = layers.Conv2D(n, 3, padding="same", activation="relu", name=f"conv{i}")(x)
+        x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.MaxPooling2D(name=f"pool{i}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(dense_units, activation="relu", name="dense")(x)
+    x = layers.BatchNormalization(name="bn_dense")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier")(x)
+    return keras.Model(inputs, outputs, name="seed_cnn")
+
+
+# ---------------------------------------------------------------------------- ResNet-9
+def build_resnet9(
+    augmentation: keras.layers.Layer,
+    *,
+    num_classes: int,
+    channel_mean: Sequence[float],
+    channel_std: Sequence[float],
+    width: float = 1.0,
+    logit_scale: float = 0.125,
+    bn_momentum: float = 0.9,
+) -> keras.Model:
+    """ResNet-9 after David Page, "How to train your ResNet" (94% on CIFAR-10 in 24 epochs).
+
+    prep conv 64 → [conv 128, pool, residual 2 × conv 128] → [conv 256, pool] →
+    [conv 512, pool, residual 2 × conv 512] → global max-pool → dense (no bias) × ``logit_scale``.
+    Every conv is conv-BN-ReLU; ``width`` scales every channel count (1.0 is the published net).
+    Inputs are normalized per channel with the CIFAR-10 training statistics (in 0..255 units).
+    """
+
+    def conv_bn(x, filters, name):
+        x = layers.Conv2D(int(filters * width), 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+        x = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
+        return layers.ReLU(name=f"{name}_relu")(x)
+
+    def residual(x, filters, name):
+        y = conv_bn(conv_bn(x, filters, f"{name}a"), filters, f"{name}b")
+        return layers.Add(name=f"{name}_add")([x, y])
+
+    inputs = _image_input()
+    x = augmentation(inputs)
+    x = layers.Normalization(
+        mean=list(channel_mean), variance=[s**2 for s in channel_std], name="preprocess"
+    )(x)
+    x = conv_bn(x, 64, "prep")
+    x = layers.MaxPooling2D(name="pool1")(conv_bn(x, 128, "layer1"))
+    x = residual(x, 128, "res1")
+    x = layers.MaxPooling2D(name="pool2")(conv_bn(x, 256, "layer2"))
+    x = layers.MaxPooling2D(name="pool3")(conv_bn(x, 512, "layer3"))
+    x = residual(x, 512, "res3")
+    x = layers.GlobalMaxPooling2D(name="pooling")(x)
+    x = layers.Dense(num_classes, use_bias=False, name="classifier")(x)
+    x = layers.Rescaling(logit_scale, name="logit_scale")(x)
+    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="resnet9")
+
+
+# ---------------------------------------------------------------------------- helpers
+def with_flip_tta(model: keras.Model) -> keras.Model:
+    """``model`` predicting the average of its outputs on each image and on its mirror image."""
+    inputs = _image_input()
+    mirrored = HorizontalFlip(name="mirror")(inputs)
+    outputs = layers.Average(name="flip_tta", dtype="float32")([model(inputs), model(mirrored)])
+    return keras.Model(inputs, outputs, name=f"{model.name}_flip_tta")
+
+
+def find_layer(model: keras.Model, name: str) -> keras.layers.Layer:
+    """The layer called ``name`` in ``model`` or in a model nested in it (e.g. under flip TTA)."""
+    for layer in model.layers:
+        if layer.name == name:
+            return layer
+        if isinstance(layer, keras.Model):
+            try:
+                return find_layer(layer, name)
+            except ValueError:
+                pass
+    raise ValueError(f"Model '{model.name}' has no layer named '{name}'.")

@@ -1,0 +1,25 @@
+"""cnn_training: wiring only."""
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import build_model, train_model, validation_metrics
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(build_model, ["class_names", "params:cnn_training"], "cnn_untrained", name="build_cnn_model"),
+            Node(
+                train_model,
+                ["cnn_untrained", "train_split", "validation_split", "params:cnn_training"],
+                ["cnn_model", "cnn_history"],
+                name="train_cnn_model",
+            ),
+            Node(
+                validation_metrics,
+                ["cnn_model", "validation_split", "params:cnn_training.eval_batch_size"],
+                "cnn_validation_metrics",
+                name="evaluate_cnn_model",
+            ),
+        ]
+    )

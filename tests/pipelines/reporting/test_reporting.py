@@ -1,0 +1,394 @@
+"""Tests of the ``reporting`` pipeline on tiny fake inputs.
+
+Every reported number is checked against scikit-learn applied to the models' own predictions on
+the test split; the pipeline is run through ``SequentialRunner`` both on an in-memory catalog and
+on the project's catalog configuration (files under a temporary folder).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from kedro.io import DataCatalog, MemoryDataset, Version
+from kedro.runner import SequentialRunner
+from matplotlib.figure import Figure
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, log_loss
+
+from cifar_kedro.pipelines.reporting import create_pipeline
+from cifar_kedro.pipelines.reporting import nodes
+from cifar_kedro.report_datasets import SAVE_VERSION, FigureDataset, VersionedTextDataset
+
+PROJECT = Path(__file__).resolve().parents[3]
+CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+N_TEST = 60
+MODELS = ("transfer", "cnn")
+
+
+# ----------------------------------------------------------------------------- fake inputs
+
+
+def _tiny_model(seed: int, augmentation: list) -> keras.Model:
+    """uint8 (None, 32, 32, 3) in, softmax (None, 10) out, with an ``augmentation`` layer."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((32, 32, 3), dtype="uint8")
+    x = keras.layers.Rescaling(1.0, name="to_float")(inputs)
+    if augmentation:
+        x = keras.Sequential(augmentation, name="augmentation")(x)
+    else:  # an empty augmentation cannot be built inside a model: stand in with an identity layer
+        x = keras.layers.Identity(name="augmentation")(x)
+    x = keras.layers.Rescaling(1 / 255)(x)
+    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(10, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _epochs(stages: list[tuple[str, int, float]], start_acc: float) -> list[dict]:
+    records, epoch = [], 0
+    for stage, count, lr in stages:
+        for _ in range(count):
+            epoch += 1
+            acc = start_acc + 0.05 * epoch
+            records.append({"epoch": epoch, "stage": stage, "loss": 2.0 - 0.1 * epoch, "accuracy": acc,
+                            "val_loss": 2.1 - 0.08 * epoch, "val_accuracy": acc - 0.01 * epoch + (0.03 if epoch == 2 else 0),
+                            "learning_rate": lr, "seconds": 1.5})
+    return records
+
+
+@pytest.fixture(scope="module")
+def inputs() -> dict:
+    rng = np.random.default_rng(0)
+    labels = rng.permutation(np.arange(N_TEST) % 10).astype("int64")
+    images = rng.integers(0, 256, (N_TEST, 32, 32, 3), dtype="uint8")
+    test_split = {"images": images, "labels": labels}
+    transfer_epochs = _epochs([("head", 2, 1e-3), ("fine_tune", 2, 1e-5)], 0.3)
+    histories = {
+        "transfer": {
+            "model": "transfer", "architecture": "mobilenet_v2", "epochs": transfer_epochs,
+            "train_seconds": 12.5, "params_total": 2_300_000, "params_trainable": 1_800_000, "batch_size": 128,
+            "experiments": [
+                {"name": "ft100_lr1e-5", "fine_tune_at": 100, "learning_rate": 1e-5, "best_val_accuracy": 0.52,
+                 "final_val_accuracy": 0.5, "epochs": transfer_epochs[2:]},
+                {"name": "ft50_lr1e-4", "fine_tune_at": 50, "learning_rate": 1e-4, "best_val_accuracy": 0.48,
+                 "final_val_accuracy": 0.47, "epochs": transfer_epochs[2:]},
+            ],
+            "selected_experiment": "ft100_lr1e-5",
+        },
+        "cnn": {
+            "model": "cnn", "architecture": "seed_cnn", "epochs": _epochs([("train", 3, 1e-3)], 0.4),
+            "train_seconds": 4.0, "params_total": 120_000, "params_trainable": 120_000, "batch_size": 64,
+            "experiments": [], "selected_experiment": None,
+        },
+    }
+    models = {
+        "transfer": _tiny_model(1, [keras.layers.RandomFlip("horizontal"), keras.layers.RandomTranslation(0.1, 0.1)]),
+        "cnn": _tiny_model(2, [keras.layers.RandomFlip("horizontal")]),
+    }
+    sha = hashlib.sha256(images.tobytes() + labels.astype("int64").tobytes()).hexdigest()
+    manifest = {"source": "synthetic", "checksums": {"test_batch": "0" * 32},
+                "splits": {"train": {"count": 100, "sha256": "a" * 64}, "validation": {"count": 20, "sha256": "b" * 64},
+                           "test": {"count": N_TEST, "sha256": sha}}}
+    params = yaml.safe_load((PROJECT / "conf/base/parameters_reporting.yml").read_text())["reporting"]
+    params["predict"]["batch_size"] = 16  # 60 images: three full batches and a partial one
+    return {
+        "test_split": test_split, "class_names": CLASS_NAMES, "data_manifest": manifest, "params": params,
+        "models": models, "histories": histories,
+        "validation_metrics": {m: {"val_loss": 1.9, "val_accuracy": 0.45 if m == "transfer" else 0.4, "n_images": 20}
+                               for m in MODELS},
+    }
+
+
+def _expected(model: keras.Model, test_split: dict) -> dict:
+    """What scikit-learn computes from the model's own predictions on the test split."""
+    proba = np.asarray(model.predict(test_split["images"], batch_size=16, verbose=0), dtype="float32")
+    y, pred = test_split["labels"], proba.argmax(axis=1)
+    return {
+        "proba": proba, "pred": pred,
+        "accuracy": accuracy_score(y, pred),
+        "loss": log_loss(y, proba, labels=list(range(10))),
+        "report": classification_report(y, pred, labels=list(range(10)), target_names=CLASS_NAMES,
+                                        output_dict=True, zero_division=0),
+        "cm": confusion_matrix(y, pred, labels=list(range(10))),
+    }
+
+
+def _flatten_params(prefix: str, value) -> dict:
+    entries = {prefix: value}
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            entries.update(_flatten_params(f"{prefix}.{key}", sub))
+    return entries
+
+
+def _input_datasets(inputs: dict) -> dict:
+    data = {
+        "test_split": inputs["test_split"], "class_names": inputs["class_names"],
+        "data_manifest": inputs["data_manifest"],
+        **_flatten_params("params:reporting", inputs["params"]),
+        "params:transfer_training": {"epochs_head": 2, "epochs_fine_tune": 2},
+        "params:cnn_training": {"epochs": 3},
+    }
+    for m in MODELS:
+        data[f"{m}_history"] = inputs["histories"][m]
+        data[f"{m}_validation_metrics"] = inputs["validation_metrics"][m]
+    datasets = {name: MemoryDataset(value) for name, value in data.items()}
+    for m in MODELS:  # Keras models are handed over, not deep-copied
+        datasets[f"{m}_model"] = MemoryDataset(inputs["models"][m], copy_mode="assign")
+    return datasets
+
+
+# ----------------------------------------------------------------------------- nodes
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+def test_metrics_equal_sklearn_on_model_predictions(inputs, model_name):
+    model, split = inputs["models"][model_name], inputs["test_split"]
+    predictions = nodes.predict_test_split(model, split, inputs["params"]["predict"])
+    expected = _expected(model, split)
+
+    np.testing.assert_allclose(predictions["probabilities"], expected["proba"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(predictions["predictions"], expected["pred"])
+    np.testing.assert_array_equal(predictions["labels"], split["labels"])
+    assert float(predictions["images_per_second"]) > 0
+
+    metrics, table = nodes.evaluate_predictions(predictions, CLASS_NAMES, inputs["params"]["metrics"])
+    assert metrics["test_accuracy"] == expected["accuracy"]
+    assert metrics["test_loss"] == pytest.approx(expected["loss"], rel=1e-6)
+    assert metrics["n_images"] == N_TEST
+    assert metrics["confusion_matrix"] == expected["cm"].tolist()
+    assert metrics["test_accuracy_ci_low"] <= metrics["test_accuracy"] <= metrics["test_accuracy_ci_high"]
+    for name in CLASS_NAMES:
+        row = table.set_index("class").loc[name]
+        for ours, theirs in [("precision", "precision"), ("recall", "recall"), ("f1_score", "f1-score")]:
+            assert metrics["per_class"][name][ours] == pytest.approx(expected["report"][name][theirs], abs=1e-12)
+            assert row[ours] == pytest.approx(expected["report"][name][theirs], abs=1e-12)
+        assert row["support"] == expected["report"][name]["support"] == 6
+    assert metrics["macro_avg"]["f1_score"] == pytest.approx(expected["report"]["macro avg"]["f1-score"])
+    assert list(table["class"][-2:]) == ["macro avg", "weighted avg"]
+
+
+def test_summary_and_comparison_from_history(inputs):
+    summaries = []
+    for m in MODELS:
+        predictions = nodes.predict_test_split(inputs["models"][m], inputs["test_split"], inputs["params"]["predict"])
+        metrics, _ = nodes.evaluate_predictions(predictions, CLASS_NAMES, inputs["params"]["metrics"])
+        summaries.append(nodes.summarise_model(inputs["histories"][m], inputs["validation_metrics"][m], metrics))
+    table, by_model = nodes.build_model_comparison(inputs["params"]["study_reference"], *summaries)
+
+    required = {"model", "test_accuracy", "test_loss", "best_val_accuracy", "final_train_accuracy",
+                "final_val_accuracy", "overfit_gap", "epochs", "params_total", "params_trainable",
+                "train_seconds", "predict_images_per_second"}
+    assert required <= set(table.columns)
+    assert list(table["test_accuracy"]) == sorted(table["test_accuracy"], reverse=True)
+    assert list(by_model) == list(table["model"])
+    for row in table.to_dict("records"):
+        history = inputs["histories"][row["model"]]
+        epochs = history["epochs"]
+        assert row["epochs"] == len(epochs)
+        assert row["final_train_accuracy"] == epochs[-1]["accuracy"]
+        assert row["final_val_accuracy"] == epochs[-1]["val_accuracy"]
+        assert row["overfit_gap"] == pytest.approx(epochs[-1]["accuracy"] - epochs[-1]["val_accuracy"])
+        assert row["best_val_accuracy"] == max(e["val_accuracy"] for e in epochs)
+        assert row["params_total"] == history["params_total"]
+        assert row["train_seconds"] == history["train_seconds"]
+        assert row["study_test_accuracy"] == inputs["params"]["study_reference"]["test_accuracy"][row["model"]]
+    stages = by_model["transfer"]["stages"]
+    assert [(s["stage"], s["first_epoch"], s["last_epoch"]) for s in stages] == [("head", 1, 2), ("fine_tune", 3, 4)]
+
+
+def test_mcnemar_and_wilson():
+    assert nodes.mcnemar_test(0, 0, 25) == (1.0, "no discordant pairs")
+    p_exact, method = nodes.mcnemar_test(1, 9, 25)  # exact: 2 * P(X <= 1), X ~ Bin(10, 1/2)
+    assert method == "exact binomial" and p_exact == pytest.approx(2 * 11 / 1024)
+    p_chi2, method = nodes.mcnemar_test(40, 10, 25)
+    assert method.startswith("chi-squared") and p_chi2 == pytest.approx(math.erfc(math.sqrt((29**2 / 50) / 2)))
+    low, high = nodes.wilson_interval(50, 100, 0.95)
+    assert (low, high) == pytest.approx((0.4038, 0.5962), abs=1e-4)
+
+
+def test_augmentation_examples_are_seeded_and_leave_the_model_alone(inputs):
+    model, images = inputs["models"]["transfer"], inputs["test_split"]["images"][:3]
+    before = [keras.ops.convert_to_numpy(v) for v in model.get_layer("augmentation").variables]
+    first, names = nodes.augment_examples(model, images, 4, seed=0)
+    again, _ = nodes.augment_examples(model, images, 4, seed=0)
+    assert first.shape == (3, 4, 32, 32, 3) and first.dtype == np.uint8
+    assert names == ["RandomFlip", "RandomTranslation"]
+    np.testing.assert_array_equal(first, again)
+    after = [keras.ops.convert_to_numpy(v) for v in model.get_layer("augmentation").variables]
+    assert all(np.array_equal(b, a) for b, a in zip(before, after))
+
+    identity = _tiny_model(3, [])
+    same, names = nodes.augment_examples(identity, images, 2, seed=0)
+    assert names == ["Identity"]
+    np.testing.assert_array_equal(same[:, 0], images)
+
+
+def test_plots_are_figures(inputs):
+    history = inputs["histories"]["transfer"]
+    params = inputs["params"]["plots"]
+    fig = nodes.plot_training_curves(history, params["training_curves"])
+    assert isinstance(fig, Figure) and len(fig.axes) == 3
+    empty = nodes.plot_fine_tune_experiments(params["fine_tune_experiments"], inputs["histories"]["cnn"])
+    assert "No fine-tune variants" in " ".join(t.get_text() for t in empty.axes[0].texts)
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+
+class _KeptMemoryDataset(MemoryDataset):
+    """A MemoryDataset the runner cannot release, so the test can read every intermediate output."""
+
+    def _release(self) -> None:
+        pass
+
+
+def _run_in_memory(inputs: dict) -> DataCatalog:
+    pipeline = create_pipeline()
+    datasets = _input_datasets(inputs)
+    datasets.update({name: _KeptMemoryDataset(copy_mode="assign") for name in pipeline.datasets() - pipeline.inputs()})
+    catalog = DataCatalog(datasets=datasets)
+    SequentialRunner().run(pipeline, catalog)
+    return catalog
+
+
+@pytest.fixture(scope="module")
+def memory_run(inputs) -> DataCatalog:
+    return _run_in_memory(inputs)
+
+
+def test_pipeline_nodes_are_named_and_models_share_functions():
+    pipeline = create_pipeline()
+    assert all(node.name for node in pipeline.nodes)
+    funcs = {}
+    for node in pipeline.nodes:
+        for m in MODELS:
+            if f"_{m}_" in f"_{node.name}_":
+                funcs.setdefault(node.name.replace(f"_{m}", ""), set()).add(node.func)
+    assert funcs and all(len(f) == 1 for f in funcs.values())
+
+
+def test_report_numbers_equal_sklearn(inputs, memory_run):
+    table = memory_run.load("model_comparison")
+    report = memory_run.load("comparison_report")
+    decimals = inputs["params"]["report"]["percent_decimals"]
+    for m in MODELS:
+        expected = _expected(inputs["models"][m], inputs["test_split"])
+        row = table.set_index("model").loc[m]
+        assert row["test_accuracy"] == expected["accuracy"]
+        assert row["test_loss"] == pytest.approx(expected["loss"], rel=1e-6)
+        metrics = memory_run.load(f"{m}_test_metrics")
+        assert metrics["confusion_matrix"] == expected["cm"].tolist()
+        # the markdown states the same numbers
+        assert f"{100 * expected['accuracy']:.{decimals}f}%" in report
+        assert f"{expected['loss']:.4f}" in report
+        for name in CLASS_NAMES:
+            assert f"| {name} | {expected['report'][name]['precision']:.4f} | {expected['report'][name]['recall']:.4f} | " \
+                   f"{expected['report'][name]['f1-score']:.4f} |" in report
+    pairs = memory_run.load("paired_comparison")["pairs"]
+    assert len(pairs) == 1
+    exp = {m: _expected(inputs["models"][m], inputs["test_split"]) for m in MODELS}
+    correct = {m: exp[m]["pred"] == inputs["test_split"]["labels"] for m in MODELS}
+    assert pairs[0]["only_a_correct"] == int(np.sum(correct["transfer"] & ~correct["cnn"]))
+    assert pairs[0]["only_b_correct"] == int(np.sum(~correct["transfer"] & correct["cnn"]))
+
+
+def test_report_contains_each_model_row_and_sections(inputs, memory_run):
+    table = memory_run.load("model_comparison")
+    report = memory_run.load("comparison_report")
+    for row in table.to_dict("records"):
+        assert "| " + " | ".join(nodes._cell(v) for v in row.values()) + " |" in report
+    for section in ["## Summary", "## Test accuracy", "## Validation accuracy", "## Overfitting analysis",
+                    "## Training configuration", "## Model complexity", "## Ranking", "## Run metadata"]:
+        assert section in report
+    assert "original study" in report and "10.00%" in report and "67.09%" in report
+    assert "matches the data manifest" in report and "NOT match" not in report
+    assert "ft100_lr1e-5" in report  # the fine-tune variants table
+    # figures are linked with the save-version placeholder (filled in by the versioned dataset)
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert "../../transfer_confusion_matrix.png/" + SAVE_VERSION + "/transfer_confusion_matrix.png" in links
+    assert len(links) == 2 * len(nodes.MODEL_FIGURES) + 2
+    html = memory_run.load("comparison_report_html")
+    assert html.count("data:image/png;base64,") == len(links)
+    assert "<table>" in html and SAVE_VERSION in html
+    metadata = memory_run.load("run_metadata")
+    assert metadata["data"]["test_split_matches_manifest"] is True
+    assert metadata["keras_backend"] == keras.backend.backend()
+    assert set(metadata["parameters"]) == {"reporting", "transfer_training", "cnn_training"}
+
+
+def test_manifest_mismatch_is_reported(inputs):
+    changed = copy.deepcopy(inputs["data_manifest"])
+    changed["splits"]["test"]["sha256"] = "f" * 64
+    metadata = nodes.collect_run_metadata(["numpy"], changed, inputs["test_split"])
+    assert metadata["data"]["test_split_matches_manifest"] is False
+
+
+def _project_catalog_config(tmp_path: Path) -> dict:
+    """conf/base/catalog*.yml as one config, every path moved under ``tmp_path``."""
+    config: dict = {}
+    for path in sorted((PROJECT / "conf/base").glob("catalog*.yml")):
+        entries = yaml.safe_load(path.read_text()) or {}
+        assert not set(entries) & set(config), f"duplicate catalog entries in {path.name}"
+        config.update(entries)
+    for entry in config.values():
+        for key in ("filepath", "path"):
+            if key in entry:
+                entry[key] = str(tmp_path / entry[key])
+    return config
+
+
+def test_pipeline_on_project_catalog_writes_versioned_files(inputs, tmp_path):
+    catalog = DataCatalog.from_config(_project_catalog_config(tmp_path))
+    for name, dataset in _input_datasets(inputs).items():
+        catalog[name] = dataset
+    pipeline = create_pipeline()
+    for name in pipeline.datasets() - pipeline.inputs():  # every output resolves to a reporting entry
+        dataset = catalog.get(name)
+        if not isinstance(dataset, MemoryDataset):
+            assert dataset._version is not None, f"{name} is not versioned"
+            assert "08_reporting" in str(dataset._filepath) or name.endswith("_test_predictions")
+    SequentialRunner().run(pipeline, catalog)
+
+    reporting = tmp_path / "data/08_reporting"
+    report_files = list((reporting / "comparison_report.md").glob("*/comparison_report.md"))
+    assert len(report_files) == 1
+    report_path = report_files[0]
+    version = report_path.parent.name
+    text = report_path.read_text()
+    assert SAVE_VERSION not in text and f"`{version}`" in text
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(links) == 2 * len(nodes.MODEL_FIGURES) + 2
+    for link in links:  # each plot of the same run, written and linked
+        target = (report_path.parent / link).resolve()
+        assert target.is_file() and target.read_bytes().startswith(b"\x89PNG"), link
+        assert target.parent.name == version
+    html_path = reporting / "comparison_report.html" / version / "comparison_report.html"
+    assert html_path.read_text().count("data:image/png;base64,") == len(links)
+
+    table = pd.read_csv(reporting / "model_comparison.csv" / version / "model_comparison.csv")
+    assert list(table.columns) == nodes.COMPARISON_COLUMNS and len(table) == 2
+    for m in MODELS:
+        assert (tmp_path / f"data/07_model_output/{m}_test_predictions.npz/{version}/{m}_test_predictions.npz").is_file()
+        png = FigureDataset(filepath=str(reporting / f"{m}_confusion_matrix.png"), version=Version(None, None)).load()
+        assert png.startswith(b"\x89PNG")  # the latest version loads as image bytes
+    assert catalog.load("fine_tune_experiments")["selected"].sum() == 1
+
+
+def test_versioned_text_dataset_substitutes_its_version(tmp_path):
+    dataset = VersionedTextDataset(filepath=str(tmp_path / "r.md"), version=Version(None, "2024-01-01T00.00.00.000Z"))
+    dataset.save(f"see ../../x.png/{SAVE_VERSION}/x.png")
+    assert dataset.load() == "see ../../x.png/2024-01-01T00.00.00.000Z/x.png"
+    assert "<pre" in dataset.preview()
+    unversioned = VersionedTextDataset(filepath=str(tmp_path / "u.md"))
+    unversioned.save("plain text")
+    with pytest.raises(Exception, match="not versioned"):
+        unversioned.save(SAVE_VERSION)
