@@ -71,8 +71,7 @@ IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
 ROW_LENGTH = IMAGE_SIZE * IMAGE_SIZE * CHANNELS  # 3072, also the meta's "num_vis"
 PICKLE_PROTOCOL = 2
 
-_STRING_ENCODING = "latin1"  # how Python 3 reads a Python-2 str; also what _codecs.encode must use
-_NAME_ENCODING = "utf-8"  # label names and file names are ASCII
+_STRING_ENCODING = "latin1"  # Python-2 str <-> bytes, as pickle's encoding="latin1" and _codecs.encode do
 
 
 # --------------------------------------------------------------------------------------------- errors
@@ -153,6 +152,8 @@ def _read_file(path: Path) -> bytes:
         return path.read_bytes()
     except FileNotFoundError:
         raise _format_error(path, "the file is missing") from None
+    except OSError as exc:
+        raise _format_error(path, f"the file could not be read ({exc})") from exc
 
 
 def _unpickle_dict(path: Path, raw: bytes) -> dict[str, Any]:
@@ -217,7 +218,7 @@ def _parse_meta(path: Path, obj: dict[str, Any]) -> list[str]:
     if not isinstance(names, (list, tuple)) or len(names) != NUM_CLASSES:
         count = len(names) if isinstance(names, (list, tuple)) else type(names).__name__
         raise _format_error(path, f"'label_names' must list {NUM_CLASSES} names, found {count}")
-    decoded = [name.decode(_NAME_ENCODING) if isinstance(name, bytes) else name for name in names]
+    decoded = [_to_str(name) for name in names]
     if not all(isinstance(name, str) and name for name in decoded):
         raise _format_error(path, f"'label_names' must be non-empty strings, found {decoded}")
     return decoded
@@ -387,7 +388,7 @@ def _dumps_py2(obj: dict[bytes, Any]) -> bytes:
 
 
 def _as_bytes(text: str | bytes) -> bytes:
-    return text if isinstance(text, bytes) else text.encode(_NAME_ENCODING)
+    return text if isinstance(text, bytes) else text.encode(_STRING_ENCODING)
 
 
 def write_batch(path: str | os.PathLike, data: np.ndarray, labels: Sequence[int] | np.ndarray,
@@ -694,13 +695,14 @@ def write_synthetic_cifar10(folder: str | os.PathLike, *, images_per_batch: int 
     """Write a synthetic, learnable CIFAR-10 stand-in to ``folder`` in exactly the official format.
 
     Ten classes, each a shape or texture (stripes of three orientations, checkerboard, concentric rings,
-    disc, ring, square, cross, triangle) in a class palette shared with look-alike classes, at a random
-    position, scale, shear and brightness, with colour jitter and pixel noise. Training labels are
+    disc, ring, square, cross, triangle) in its own palette, close in hue to look-alike classes, at a
+    random position, scale, shear and brightness, with colour jitter and pixel noise. Training labels are
     balanced over the 5 batches together but not within one; the test batch is balanced. The same
     ``seed`` gives byte-identical files. Written in a temporary folder beside ``folder``, then renamed.
     """
     if images_per_batch < 1 or test_images < 1:
-        raise ValueError(f"images_per_batch and test_images must be at least 1, got {images_per_batch} and {test_images}")
+        raise ValueError("images_per_batch and test_images must be at least 1, "
+                         f"got {images_per_batch} and {test_images}")
     folder = Path(folder).resolve()
     if folder.exists():
         raise FileExistsError(f"{folder} already exists; delete it to write a synthetic data set there.")

@@ -228,8 +228,15 @@ def test_augmentation_examples_are_seeded_and_leave_the_model_alone(inputs):
 
     identity = _tiny_model(3, [])
     same, names = nodes.augment_examples(identity, images, 2, seed=0)
-    assert names == ["Identity"]
+    assert names == []
     np.testing.assert_array_equal(same[:, 0], images)
+
+    # a wrapper model (e.g. flip test-time augmentation) nests the augmentation one level down
+    inputs = keras.Input((32, 32, 3), dtype="uint8")
+    wrapped = keras.Model(inputs, keras.layers.Average()([model(inputs), model(inputs)]))
+    nested, names = nodes.augment_examples(wrapped, images, 4, seed=0)
+    assert names == ["RandomFlip", "RandomTranslation"]
+    np.testing.assert_array_equal(nested, first)
 
 
 def test_plots_are_figures(inputs):

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import (
     ConfusionMatrixDisplay,
     accuracy_score,
@@ -489,9 +490,12 @@ def plot_training_curves(history: dict[str, Any], params: dict[str, Any]) -> Fig
     ax_acc.plot([best["epoch"]], [best["val_accuracy"]], "*", ms=14, color="gold", mec="black",
                 label=f"best val {best['val_accuracy']:.2%} (epoch {best['epoch']})")
     rates = [r.get("learning_rate") for r in epochs]
-    if all(rate is not None and rate > 0 for rate in rates):
-        ax_lr.plot(x, rates, "o-", ms=3, color="tab:purple", label="learning rate")
-        ax_lr.set_yscale("log")
+    if all(rate is not None for rate in rates):
+        ax_lr.plot(x, rates, "o-", ms=3, color="tab:purple", label="learning rate (end of epoch)")
+        if all(rate > 0 for rate in rates) and max(rates) / min(rates) > 10:
+            ax_lr.set_yscale("log")
+    else:
+        ax_lr.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax_lr.transAxes)
     ax_lr.set_title("Learning rate")
 
     for ax in (ax_acc, ax_loss, ax_lr):
@@ -503,11 +507,31 @@ def plot_training_curves(history: dict[str, Any], params: dict[str, Any]) -> Fig
             ax.text(stage["first_epoch"] - 0.4, 1.0, stage["stage"], transform=ax.get_xaxis_transform(),
                     va="top", fontsize=8, style="italic")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="best")
     boundaries = ", ".join(f"{s['stage']} {s['first_epoch']}–{s['last_epoch']}" for s in stages)
     fig.suptitle(f"{_label(history)} — training history (epochs: {boundaries}; dashed line = stage boundary)")
     return fig
+
+
+AUGMENTATION_LAYER = "augmentation"
+
+
+def find_layer(model: Any, name: str) -> Any:
+    """The layer called ``name`` in ``model`` or in a model nested in it (e.g. under a test-time
+    augmentation wrapper, where ``model.get_layer`` does not see it)."""
+    for layer in getattr(model, "layers", []):
+        if layer.name == name:
+            return layer
+    for layer in getattr(model, "layers", []):
+        if hasattr(layer, "layers"):
+            try:
+                return find_layer(layer, name)
+            except ValueError:
+                pass
+    raise ValueError(f"No layer named '{name}' in model '{getattr(model, 'name', model)}'.")
 
 
 def augment_examples(model: Any, images: np.ndarray, n_augmented: int, seed: int) -> tuple[np.ndarray, list[str]]:
@@ -519,10 +543,10 @@ def augment_examples(model: Any, images: np.ndarray, n_augmented: int, seed: int
     """
     import keras
 
-    augmentation = model.get_layer("augmentation")
+    augmentation = find_layer(model, AUGMENTATION_LAYER)
     sub_layers = getattr(augmentation, "layers", None)
     batch = np.repeat(images, n_augmented, axis=0).astype("float32")
-    if sub_layers is not None and not sub_layers:
+    if isinstance(augmentation, keras.layers.Identity) or (sub_layers is not None and not sub_layers):
         augmented, layer_names = batch, []
     else:
         layer_names = [type(layer).__name__ for layer in sub_layers] if sub_layers else [type(augmentation).__name__]
@@ -556,7 +580,7 @@ def plot_augmentation_examples(
             ax.set_yticks([])
             if row == 0:
                 ax.set_title("original" if col == 0 else f"augmented {col}", fontsize=9)
-    description = " → ".join(layer_names) if layer_names else "empty (identity)"
+    description = " → ".join(layer_names) if layer_names else "none (identity)"
     fig.suptitle(f"{_label(history)} — augmentation: {description}")
     return fig
 
@@ -618,13 +642,14 @@ def plot_fine_tune_experiments(params: dict[str, Any], *histories: dict[str, Any
         for experiment in history.get("experiments") or []:
             records = experiment.get("epochs") or []
             selected = experiment["name"] == history.get("selected_experiment")
-            ax.plot([r["epoch"] for r in records], [r["val_accuracy"] for r in records], "o-", ms=3,
+            ax.plot(range(1, len(records) + 1), [r["val_accuracy"] for r in records], "o-", ms=3,
                     lw=3 if selected else 1.2,
                     label=f"{history['model']}: {experiment['name']} (fine_tune_at={experiment.get('fine_tune_at')}, "
                           f"lr={experiment.get('learning_rate')}){' — selected' if selected else ''}")
             n_plotted += 1
     if n_plotted:
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("epoch of the variant's fine-tuning")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("validation accuracy")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -747,7 +772,7 @@ def _build_markdown(
         smallest = table.loc[table["params_total"].idxmin()]
         for row in rows:
             if row["model"] != smallest["model"]:
-                out.append(f"- {row['model']} has {row['params_total'] / smallest['params_total']:.1f}× the parameters of "
+                out.append(f"- {row['model']} has {row['params_total'] / smallest['params_total']:.2f}× the parameters of "
                            f"{smallest['model']} ({row['params_total']:,} vs {int(smallest['params_total']):,}) and trained "
                            f"{row['train_seconds'] / smallest['train_seconds']:.2f}× as long "
                            f"({row['train_seconds']:.0f} s vs {smallest['train_seconds']:.0f} s).")
@@ -836,11 +861,13 @@ def _build_markdown(
             _table(["model", "parameters", "trainable (final stage)", "× smallest", "train seconds",
                     "prediction images/s", "prediction batch"],
                    [[r["model"], f"{r['params_total']:,}", f"{r['params_trainable']:,}",
-                     f"{r['params_total'] / smallest_params:.1f}×", f"{r['train_seconds']:.1f}",
+                     f"{r['params_total'] / smallest_params:.2f}×", f"{r['train_seconds']:.1f}",
                      f"{r['predict_images_per_second']:,.0f}",
                      summaries[r["model"]]["predict_batch_size"]]
                     for r in rows]),
-            "", "Prediction speed is timed over the whole test split after a warm-up batch, on the device above.", ""]
+            "", "Training seconds are each history's `train_seconds`: everything its pipeline trained, fine-tune "
+            "variants included. Prediction speed is timed over the whole test split after a warm-up batch, on the "
+            "device above.", ""]
 
     # -- ranking
     out += ["## Ranking", ""]

@@ -1,0 +1,192 @@
+"""The shared training loop: alignment through augmentation, resume, schedules, NaN guard."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from cifar_kedro import augmentation, training
+from cifar_kedro.pipelines.data_processing.nodes import split_train_validation
+
+# Ten well-separated colours; an image's class is its colour.
+PALETTE = np.array(
+    [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+     [145, 30, 180], [70, 240, 240], [240, 50, 230], [0, 0, 0], [255, 255, 255]],
+    dtype=np.uint8,
+)
+STUDY_AUGMENTATION = {"horizontal_flip": True, "rotation_degrees": 15, "shift": 0.1, "fill_mode": "nearest"}
+RESNET9_AUGMENTATION = {"horizontal_flip": True, "shift": 0.125, "fill_mode": "reflect",
+                        "interpolation": "nearest", "cutout": 8}
+
+
+def colour_images(labels: np.ndarray) -> np.ndarray:
+    """Plain images filled with their label's colour: any flip, rotation or shift keeps the colour."""
+    return np.broadcast_to(PALETTE[labels][:, None, None, :], (len(labels), 32, 32, 3)).copy()
+
+
+def colour_oracle(aug_config: dict) -> keras.Model:
+    """A model that classifies by nearest palette colour (fixed weights) behind real augmentation.
+
+    Its accuracy is 1.0 exactly when every image arrives with its own label.
+    """
+    inputs = keras.Input((32, 32, 3), dtype="uint8")
+    x = augmentation.build_augmentation(aug_config, seed=0)(inputs)
+    x = keras.layers.GlobalMaxPooling2D()(keras.layers.Rescaling(1 / 255)(x))  # cutout can only darken
+    dense = keras.layers.Dense(10, activation="softmax")
+    outputs = dense(x)
+    model = keras.Model(inputs, outputs)
+    colours = PALETTE.astype("float32") / 255
+    dense.set_weights([50 * colours.T, -25 * (colours**2).sum(axis=1)])  # nearest colour, sharpened
+    return model
+
+
+@pytest.mark.parametrize("aug_config", [STUDY_AUGMENTATION, RESNET9_AUGMENTATION], ids=["study", "resnet9"])
+def test_images_and_labels_stay_aligned_through_split_shuffle_and_augmentation(aug_config):
+    labels = np.random.default_rng(0).integers(0, 10, 600)
+    train, validation = split_train_validation({"images": colour_images(labels), "labels": labels}, 0.2, seed=1)
+    model = colour_oracle(aug_config)
+    history = training.fit(
+        model,
+        (train["images"], train["labels"]),
+        (validation["images"], validation["labels"]),
+        stage="alignment",
+        epochs=2,
+        batch_size=32,
+        optimizer={"name": "sgd", "learning_rate": 0.0},  # weights stay fixed; only the data moves
+    )
+    for record in history:
+        assert record["accuracy"] == 1.0 and record["val_accuracy"] == 1.0, record
+
+
+def test_the_oracle_would_notice_labels_shuffled_apart_from_images():
+    labels = np.random.default_rng(0).integers(0, 10, 200)
+    shuffled = np.random.default_rng(1).permutation(labels)
+    history = training.fit(
+        colour_oracle(STUDY_AUGMENTATION),
+        (colour_images(labels), shuffled),
+        (colour_images(labels), shuffled),
+        stage="misaligned",
+        epochs=1,
+        batch_size=32,
+        optimizer={"name": "sgd", "learning_rate": 0.0},
+    )
+    assert history[0]["accuracy"] < 0.3
+
+
+def tiny_model(seed: int = 0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((32, 32, 3), dtype="uint8")
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 3, strides=4, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+
+
+def tiny_data(n: int = 128):
+    labels = np.random.default_rng(0).integers(0, 10, n)
+    return colour_images(labels), labels
+
+
+ONE_CYCLE = {"name": "sgd", "momentum": 0.9, "learning_rate": {"knots": [[0, 0.0], [2, 0.4], [4, 0.0]]}}
+
+
+def test_learning_rate_follows_the_one_cycle_recipe():
+    x, y = tiny_data()
+    history = training.fit(tiny_model(), (x, y), (x, y), stage="schedule", epochs=4, batch_size=32,
+                           optimizer=ONE_CYCLE)
+    # Recorded at the end of each epoch: 0 → 0.4 at epoch 2 → 0 at epoch 4, linear in between.
+    np.testing.assert_allclose([r["learning_rate"] for r in history], [0.2, 0.4, 0.2, 0.0], atol=1e-6)
+
+
+class StopAfter(keras.callbacks.Callback):
+    """Simulates a run killed in the middle of the epoch after ``epoch`` (1-based)."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) > self.epoch * 4 + 1:  # 4 batches an epoch
+            raise KeyboardInterrupt(f"killed during epoch {self.epoch + 1}")
+
+
+class CountBatches(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+
+def test_an_interrupted_fit_resumes_from_its_last_finished_epoch(tmp_path):
+    x, y = tiny_data()
+    args = dict(stage="resume", epochs=4, batch_size=32, optimizer=ONE_CYCLE, checkpoint_dir=tmp_path,
+                resume_key={"run": 1})
+    first = tiny_model()
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(first, (x, y), (x, y), extra_callbacks=[StopAfter(3)], **args)
+    logged = json.loads(next(tmp_path.glob("resume-*/epochs.json")).read_text())
+    assert [r["epoch"] for r in logged] == [1, 2, 3]
+
+    counter = CountBatches()
+    second = tiny_model(seed=99)  # a fresh process would build fresh weights
+    history = training.fit(second, (x, y), (x, y), extra_callbacks=[counter], **args)
+    assert counter.batches == 4  # only epoch 4 (4 batches of 32) was trained again
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+    assert history[:3] == logged
+    # The optimizer's step counter came back too: the schedule continued where it stopped.
+    assert history[3]["learning_rate"] == pytest.approx(0.0, abs=1e-6)
+    assert int(keras.ops.convert_to_numpy(second.optimizer.iterations)) == 16
+    # And the result is as good as an uninterrupted run's.
+    uninterrupted = training.fit(tiny_model(), (x, y), (x, y), stage="once", epochs=4, batch_size=32,
+                                 optimizer=ONE_CYCLE)
+    assert history[-1]["val_accuracy"] >= uninterrupted[-1]["val_accuracy"] - 0.1
+
+
+def test_a_finished_stage_is_not_trained_again(tmp_path):
+    x, y = tiny_data()
+    args = dict(stage="done", epochs=2, batch_size=32, optimizer=ONE_CYCLE, checkpoint_dir=tmp_path,
+                resume_key={"run": 2})
+    model = tiny_model()
+    history = training.fit(model, (x, y), (x, y), **args)
+    counter = CountBatches()
+    again = tiny_model(seed=5)
+    assert training.fit(again, (x, y), (x, y), extra_callbacks=[counter], **args) == history
+    assert counter.batches == 0
+    for a, b in zip(again.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Other parameters or other data are another stage, trained afresh.
+    other = training.fit(tiny_model(), (x, y), (x, y), **{**args, "resume_key": {"run": 3}})
+    assert len(list(tmp_path.iterdir())) == 2 and len(other) == 2
+
+
+class PoisonWeights(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 1:
+            kernel = self.model.layers[-1].kernel
+            kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
+
+
+def test_nan_loss_stops_with_a_clear_error():
+    x, y = tiny_data()
+    with pytest.raises(training.TrainingDivergedError, match=r"stage 'nan'.*epoch 1, batch 3.*learning rate"):
+        training.fit(tiny_model(), (x, y), (x, y), stage="nan", epochs=2, batch_size=32,
+                     optimizer={"name": "sgd", "learning_rate": 0.01}, extra_callbacks=[PoisonWeights()])
+
+
+def test_unknown_optimizer_names_the_choices():
+    with pytest.raises(ValueError, match="'adamx'.*adam"):
+        training.make_optimizer({"name": "adamx", "learning_rate": 0.1}, steps_per_epoch=10)
+
+
+def test_evaluate_is_plain_cross_entropy_and_accuracy():
+    model = tiny_model()
+    x, y = tiny_data(64)
+    probabilities = model.predict(x, verbose=0)
+    metrics = training.evaluate(model, {"images": x, "labels": y}, batch_size=16)
+    assert metrics["accuracy"] == pytest.approx(np.mean(probabilities.argmax(1) == y))
+    assert metrics["loss"] == pytest.approx(-np.mean(np.log(probabilities[np.arange(64), y])), rel=1e-5)
