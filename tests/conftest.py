@@ -28,8 +28,11 @@ def make_project(path: Path) -> Path:
     return path
 
 
-def run_session(project: Path, env: str, **run_args) -> dict:
-    """``kedro run --env ENV …`` through a KedroSession, from inside ``project``."""
+def run_session(project: Path, env: str, params: dict | None = None, **run_args) -> dict:
+    """``kedro run --env ENV --params … …`` through a KedroSession, from inside ``project``.
+
+    ``params`` is nested like the parameters files: ``{"transfer_training": {"head_epochs": 1}}``.
+    """
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
@@ -37,7 +40,7 @@ def run_session(project: Path, env: str, **run_args) -> dict:
     cwd = os.getcwd()
     os.chdir(project)  # relative parameters (checkpoint_dir) resolve against the project, like the CLI
     try:
-        with KedroSession.create(project_path=project, env=env) as session:
+        with KedroSession.create(project_path=project, env=env, runtime_params=params) as session:
             return session.run(**run_args)
     finally:
         os.chdir(cwd)

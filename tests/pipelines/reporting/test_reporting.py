@@ -59,7 +59,8 @@ def _epochs(stages: list[tuple[str, int, float]], start_acc: float) -> list[dict
             epoch += 1
             acc = start_acc + 0.05 * epoch
             records.append({"epoch": epoch, "stage": stage, "loss": 2.0 - 0.1 * epoch, "accuracy": acc,
-                            "val_loss": 2.1 - 0.08 * epoch, "val_accuracy": acc - 0.01 * epoch + (0.03 if epoch == 2 else 0),
+                            "val_loss": 2.1 - 0.08 * epoch,
+                            "val_accuracy": acc - 0.01 * epoch + (0.03 if epoch == 2 else 0),
                             "learning_rate": lr, "seconds": 1.5})
     return records
 
@@ -287,6 +288,7 @@ def test_report_numbers_equal_sklearn(inputs, memory_run):
     table = memory_run.load("model_comparison")
     report = memory_run.load("comparison_report")
     decimals = inputs["params"]["report"]["percent_decimals"]
+    places = inputs["params"]["report"]["metric_decimals"]
     for m in MODELS:
         expected = _expected(inputs["models"][m], inputs["test_split"])
         row = table.set_index("model").loc[m]
@@ -296,10 +298,11 @@ def test_report_numbers_equal_sklearn(inputs, memory_run):
         assert metrics["confusion_matrix"] == expected["cm"].tolist()
         # the markdown states the same numbers
         assert f"{100 * expected['accuracy']:.{decimals}f}%" in report
-        assert f"{expected['loss']:.4f}" in report
+        assert f"{expected['loss']:.{places}f}" in report
         for name in CLASS_NAMES:
-            assert f"| {name} | {expected['report'][name]['precision']:.4f} | {expected['report'][name]['recall']:.4f} | " \
-                   f"{expected['report'][name]['f1-score']:.4f} |" in report
+            scores = expected["report"][name]
+            assert f"| {name} | {scores['precision']:.{places}f} | {scores['recall']:.{places}f} | " \
+                   f"{scores['f1-score']:.{places}f} |" in report
     pairs = memory_run.load("paired_comparison")["pairs"]
     assert len(pairs) == 1
     exp = {m: _expected(inputs["models"][m], inputs["test_split"]) for m in MODELS}
@@ -384,7 +387,8 @@ def test_pipeline_on_project_catalog_writes_versioned_files(inputs, tmp_path):
     table = pd.read_csv(reporting / "model_comparison.csv" / version / "model_comparison.csv")
     assert list(table.columns) == nodes.COMPARISON_COLUMNS and len(table) == 2
     for m in MODELS:
-        assert (tmp_path / f"data/07_model_output/{m}_test_predictions.npz/{version}/{m}_test_predictions.npz").is_file()
+        predictions = tmp_path / f"data/07_model_output/{m}_test_predictions.npz/{version}/{m}_test_predictions.npz"
+        assert predictions.is_file()
         png = FigureDataset(filepath=str(reporting / f"{m}_confusion_matrix.png"), version=Version(None, None)).load()
         assert png.startswith(b"\x89PNG")  # the latest version loads as image bytes
     assert catalog.load("fine_tune_experiments")["selected"].sum() == 1

@@ -141,7 +141,7 @@ def evaluate_predictions(
     )
     counts = confusion_matrix(y_true, y_pred, labels=labels)
     n_images = len(y_true)
-    ci_low, ci_high = wilson_interval(int(round(accuracy * n_images)), n_images, float(params["confidence"]))
+    ci_low, ci_high = wilson_interval(int(np.sum(y_true == y_pred)), n_images, float(params["confidence"]))
 
     def scores(entry: dict[str, float]) -> dict[str, float]:
         return {
@@ -350,7 +350,8 @@ def _accelerators(backend: str) -> list[str]:
         if backend == "jax":
             import jax
 
-            return [f"{d.platform}: {d.device_kind}" for d in jax.devices()]
+            names = ["cpu" if d.platform == "cpu" else f"{d.platform}: {d.device_kind}" for d in jax.devices()]
+            return list(dict.fromkeys(names))
         if backend == "tensorflow":
             import tensorflow as tf
 
@@ -722,6 +723,7 @@ def _build_markdown(
 ) -> str:
     report = params["report"]
     d = int(report["percent_decimals"])
+    m = int(report["metric_decimals"])
     study = params["study_reference"]
     table = model_comparison
     rows = table.to_dict("records")
@@ -760,11 +762,13 @@ def _build_markdown(
     out += ["## Summary", ""]
     if len(rows) > 1:
         gap = best["test_accuracy"] - worst["test_accuracy"]
-        pair = next((p for p in paired_comparison["pairs"] if {p["model_a"], p["model_b"]} == {best["model"], worst["model"]}), None)
+        pair = next((p for p in paired_comparison["pairs"]
+                     if {p["model_a"], p["model_b"]} == {best["model"], worst["model"]}), None)
         significance = ""
         if pair is not None:
             alpha = 1 - float(params["metrics"]["confidence"])
-            verdict = f"significant at α = {alpha:.2g}" if pair["mcnemar_p_value"] < alpha else f"not significant at α = {alpha:.2g}"
+            verdict = "significant" if pair["mcnemar_p_value"] < alpha else "not significant"
+            verdict += f" at α = {alpha:.2g}"
             significance = f" (McNemar p = {pair['mcnemar_p_value']:.3g}, {verdict})"
         out.append(f"- **{best['model']}** ({best['architecture']}) ranks first with test accuracy "
                    f"**{_pct(best['test_accuracy'], d)}**, {_pp(gap, d)} over **{worst['model']}** "
@@ -772,8 +776,10 @@ def _build_markdown(
         smallest = table.loc[table["params_total"].idxmin()]
         for row in rows:
             if row["model"] != smallest["model"]:
-                out.append(f"- {row['model']} has {row['params_total'] / smallest['params_total']:.2f}× the parameters of "
-                           f"{smallest['model']} ({row['params_total']:,} vs {int(smallest['params_total']):,}) and trained "
+                ratio = row["params_total"] / smallest["params_total"]
+                out.append(f"- {row['model']} has {ratio:.2f}× the parameters "
+                           f"of {smallest['model']} ({row['params_total']:,} vs {int(smallest['params_total']):,}) "
+                           "and trained "
                            f"{row['train_seconds'] / smallest['train_seconds']:.2f}× as long "
                            f"({row['train_seconds']:.0f} s vs {smallest['train_seconds']:.0f} s).")
     for row in rows:
@@ -788,9 +794,10 @@ def _build_markdown(
                     "macro F1", "images", "study's figure", "this run − study"],
                    [[r["rank"], r["model"], r["architecture"], _pct(r["test_accuracy"], d),
                      f"{_pct(r['test_accuracy_ci_low'], d)} – {_pct(r['test_accuracy_ci_high'], d)}",
-                     f"{r['test_loss']:.4f}", f"{r['macro_f1']:.4f}", f"{r['n_test_images']:,}",
+                     f"{r['test_loss']:.{m}f}", f"{r['macro_f1']:.{m}f}", f"{r['n_test_images']:,}",
                      _pct(r["study_test_accuracy"], d),
-                     "—" if math.isnan(r["study_test_accuracy"]) else _pp(r["test_accuracy"] - r["study_test_accuracy"], d)]
+                     "—" if math.isnan(r["study_test_accuracy"])
+                     else _pp(r["test_accuracy"] - r["study_test_accuracy"], d)]
                     for r in rows]),
             "", "Test loss is the mean cross-entropy (scikit-learn `log_loss`) of the predicted probabilities.", ""]
     if paired_comparison["pairs"]:
@@ -818,7 +825,7 @@ def _build_markdown(
             _table(["model", "final train accuracy", "final val accuracy", "gap (train − val)",
                     "final train loss", "final val loss", "verdict"],
                    [[r["model"], _pct(r["final_train_accuracy"], d), _pct(r["final_val_accuracy"], d),
-                     _pp(r["overfit_gap"], d), f"{r['final_train_loss']:.4f}", f"{r['final_val_loss']:.4f}",
+                     _pp(r["overfit_gap"], d), f"{r['final_train_loss']:.{m}f}", f"{r['final_val_loss']:.{m}f}",
                      _overfitting_verdict(r["overfit_gap"], params["overfitting"])] for r in rows]),
             "",
             f"Gap thresholds: mild above {_pp(float(params['overfitting']['mild']), d)}, strong above "
@@ -872,7 +879,8 @@ def _build_markdown(
     # -- ranking
     out += ["## Ranking", ""]
     for r in rows:
-        out.append(f"{r['rank']}. **{r['model']}** ({r['architecture']}) — {_pct(r['test_accuracy'], d)} test accuracy, "
+        out.append(f"{r['rank']}. **{r['model']}** ({r['architecture']}) — "
+                   f"{_pct(r['test_accuracy'], d)} test accuracy, "
                    f"{r['params_total']:,} parameters, {r['train_seconds']:.0f} s training")
     out += ["", "Ranked by test accuracy; the paired test above says whether the difference is beyond chance.", ""]
 
@@ -895,7 +903,8 @@ def _build_markdown(
             out += ["Most frequent confusions: " + "; ".join(
                 f"{t} → {p}: {c:,} ({_pct(s, d)} of {t})" for t, p, c, s in confusions) + ".", ""]
         out += [_table(["class", "precision", "recall", "F1", "support"],
-                       [[name, f"{v['precision']:.4f}", f"{v['recall']:.4f}", f"{v['f1_score']:.4f}", f"{v['support']:,}"]
+                       [[name, f"{v['precision']:.{m}f}", f"{v['recall']:.{m}f}", f"{v['f1_score']:.{m}f}",
+                         f"{v['support']:,}"]
                         for name, v in per_class.items()]), ""]
         for kind, caption in MODEL_FIGURES.items():
             if kind != "training_curves":
@@ -919,7 +928,8 @@ def _build_markdown(
     if data["splits"]:
         out += ["Data splits (from the data manifest):", "",
                 _table(["split", "images", "sha256"],
-                       [[name, f"{info.get('count', 0):,}", f"`{info.get('sha256', '')}`"] for name, info in data["splits"].items()]),
+                       [[name, f"{info.get('count', 0):,}", f"`{info.get('sha256', '')}`"]
+                        for name, info in data["splits"].items()]),
                 ""]
     if data["checksums"]:
         out += ["Source files (MD5):", "",

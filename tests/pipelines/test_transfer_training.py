@@ -1,0 +1,147 @@
+"""transfer_training: the transfer mechanism itself, the nodes' contract, failure and resume."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import keras
+import numpy as np
+import pytest
+import yaml
+
+from cifar_kedro import cifar10, models
+from cifar_kedro.pipelines.data_processing import nodes as data_nodes
+from cifar_kedro.pipelines.transfer_training import nodes
+from tests.conftest import PROJECT_ROOT, run_session, versions
+
+SIZE, ALPHA = 32, 0.35  # a small MobileNetV2 stands in for the 96 px, alpha 1 study model
+
+
+def base_params(**overrides) -> dict:
+    params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_transfer_training.yml").read_text())
+    params = params["transfer_training"] | {
+        "image_size": SIZE, "alpha": ALPHA, "weights": "none", "batch_size": 64, "checkpoint_dir": None,
+        "head_epochs": 1, "fine_tune_epochs": 1, "cache_features": True,
+    }
+    return params | overrides
+
+
+def synthetic_splits(tmp_path, seed: int, images_per_batch: int):
+    folder = cifar10.write_synthetic_cifar10(tmp_path / f"synthetic-{seed}", images_per_batch=images_per_batch,
+                                             test_images=10, seed=seed)
+    raw, _ = data_nodes.ingest_batches({**cifar10.read_batches(folder), "source": "synthetic"})
+    train, _, names = data_nodes.assemble_splits(raw)
+    return (*data_nodes.split_train_validation(train, 0.2, seed=0), names)
+
+
+def pretrain_backbone(images: np.ndarray, labels: np.ndarray, path) -> str:
+    """Train a small MobileNetV2 from scratch on a source task and save its backbone's weights."""
+    keras.utils.set_random_seed(0)
+    base = keras.applications.MobileNetV2(input_shape=(SIZE, SIZE, 3), include_top=False, weights=None,
+                                          alpha=ALPHA, name=models.BACKBONE)
+    for layer in base.layers:  # short training: let the BatchNorm statistics keep up
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
+    model = keras.Sequential([
+        keras.Input((SIZE, SIZE, 3), dtype="uint8"),
+        keras.layers.Rescaling(1 / 127.5, offset=-1),
+        base,
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(int(labels.max()) + 1, activation="softmax"),
+    ])
+    model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(images, labels, epochs=6, batch_size=64, verbose=0)
+    base.save_weights(path)
+    return str(path)
+
+
+def head_and_fine_tune(train, validation, names, params):
+    model = nodes.build_model(train, names, params)
+    model, head = nodes.train_head(model, train, validation, params)
+    return nodes.fine_tune(model, head, train, validation, params)
+
+
+def test_pretrained_features_transfer_and_fine_tuning_keeps_them(tmp_path):
+    """The mechanism the study's 10% hid: features learnt on one task help another.
+
+    Source task: synthetic images with coarse labels (five pairs of classes). Target task: other
+    synthetic images with all ten classes. The weights travel as a file (``weights: <file>``).
+    """
+    source_train, _, _ = synthetic_splits(tmp_path, seed=1, images_per_batch=400)
+    weights = pretrain_backbone(source_train["images"], source_train["labels"] // 2,
+                                tmp_path / "source_backbone.weights.h5")
+    train, validation, names = synthetic_splits(tmp_path, seed=2, images_per_batch=200)
+    settings = dict(head_epochs=15, head_learning_rate=1e-2, fine_tune_epochs=2,
+                    fine_tune_experiments=[{"fine_tune_at": 100, "learning_rate": 1e-4}])
+
+    _, pretrained = head_and_fine_tune(train, validation, names, base_params(weights=weights, **settings))
+    _, random = head_and_fine_tune(train, validation, names, base_params(weights="none", **settings))
+
+    def head_accuracy(history):
+        return [r for r in history["epochs"] if r["stage"] == "head"][-1]["val_accuracy"]
+
+    assert head_accuracy(pretrained) > head_accuracy(random) + 0.25, (head_accuracy(pretrained), head_accuracy(random))
+    assert pretrained["epochs"][-1]["stage"] == "fine_tune"
+    assert pretrained["epochs"][-1]["val_accuracy"] >= head_accuracy(pretrained) - 0.05
+
+
+def test_fine_tune_keeps_the_best_experiment_and_records_all(tmp_path):
+    train, validation, names = synthetic_splits(tmp_path, seed=3, images_per_batch=60)
+    params = base_params(fine_tune_experiments=[
+        {"fine_tune_at": 100, "learning_rate": 1e-9},  # learns nothing
+        {"fine_tune_at": 0, "learning_rate": 3e-3, "epochs": 2},
+    ])
+    model, history = head_and_fine_tune(train, validation, names, params)
+    experiments = {e["name"]: e for e in history["experiments"]}
+    assert list(experiments) == ["at100_lr1e-09", "at0_lr0.003"]
+    best = max(experiments.values(), key=lambda e: e["final_val_accuracy"])
+    assert history["selected_experiment"] == best["name"]
+    assert [r["stage"] for r in history["epochs"]] == ["head"] + ["fine_tune"] * len(best["epochs"])
+    assert [r["epoch"] for r in history["epochs"]] == list(range(1, len(history["epochs"]) + 1))
+    metrics = nodes.validation_metrics(model, validation, 64)
+    assert metrics["val_accuracy"] == pytest.approx(best["final_val_accuracy"], abs=1e-6)
+    assert history["params_total"] == model.count_params()
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "images_per_second"):
+        assert all(key in r for r in history["epochs"])
+
+
+def test_without_experiments_the_head_trained_model_is_delivered(tmp_path):
+    train, validation, names = synthetic_splits(tmp_path, seed=4, images_per_batch=40)
+    model, history = head_and_fine_tune(train, validation, names, base_params(fine_tune_experiments=[]))
+    assert history["selected_experiment"] is None and history["experiments"] == []
+    assert [r["stage"] for r in history["epochs"]] == ["head"]
+    assert history["params_trainable"] == 1280 * 10 + 10
+
+
+def test_head_without_cached_features_trains_through_the_whole_model(tmp_path):
+    train, validation, names = synthetic_splits(tmp_path, seed=5, images_per_batch=40)
+    params = base_params(cache_features=False)
+    model = nodes.build_model(train, names, params)
+    before = copy.deepcopy(model.get_layer("classifier").get_weights())
+    _, head = nodes.train_head(model, train, validation, params)
+    assert len(head["epochs"]) == 1
+    assert not np.allclose(model.get_layer("classifier").get_weights()[0], before[0])
+
+
+FAST = {"head_epochs": 1, "fine_tune_epochs": 1}
+
+
+def test_a_failed_run_saves_no_model_and_the_rerun_resumes(project):
+    run_session(project, "demo", pipeline_names=["data_processing"])
+    bad = {**FAST, "fine_tune_experiments": [{"fine_tune_at": 999}]}
+    with pytest.raises(ValueError, match="fine_tune_at=999"):
+        run_session(project, "demo", {"transfer_training": bad}, pipeline_names=["transfer_training"])
+    assert versions(project, "data/06_models/transfer_model.keras") == []
+    checkpoints = project / "data/06_models/checkpoints/demo/transfer_training"
+    [head_stage] = [p for p in checkpoints.iterdir() if p.name.startswith("head-")]
+    finished_head = json.loads((head_stage / "done.json").read_text())  # kept for the rerun
+
+    run_session(project, "demo", {"transfer_training": FAST}, pipeline_names=["transfer_training"])
+    [history] = versions(project, "data/07_model_output/transfer_history.json")
+    head = [r for r in json.loads(history.read_text())["epochs"] if r["stage"] == "head"]
+    assert [r["seconds"] for r in head] == [r["seconds"] for r in finished_head]  # not trained again
+    [saved] = versions(project, "data/06_models/transfer_model.keras")
+    model = keras.saving.load_model(saved, safe_mode=True)
+    assert model.count_params() > 0
+    assert not checkpoints.exists()  # spent once the model is saved (TrainingCheckpointHooks)
