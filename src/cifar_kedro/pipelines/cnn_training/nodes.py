@@ -31,11 +31,12 @@ def recipe(params: dict[str, Any]) -> dict[str, Any]:
 
 def build_model(class_names: list[str], params: dict[str, Any]) -> keras.Model:
     """``seed_cnn`` (the study's network) or ``resnet9``, per ``params['architecture']``."""
+    chosen = recipe(params)
     training.configure(seed=params["seed"], mixed_precision=params["mixed_precision"])
     return BUILDERS[params["architecture"]](
-        augmentation.build_augmentation(recipe(params)["augmentation"], seed=params["seed"]),
+        augmentation.build_augmentation(chosen["augmentation"], seed=params["seed"]),
         num_classes=len(class_names),
-        **recipe(params)["network"],
+        **chosen["network"],
     )
 
 

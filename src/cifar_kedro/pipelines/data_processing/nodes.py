@@ -5,15 +5,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.model_selection import train_test_split
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
-
-from cifar_kedro import cifar10  # noqa: E402
+from cifar_kedro import cifar10
 
 Split = dict[str, np.ndarray]  # {"images": uint8 (N, 32, 32, 3), "labels": int64 (N,)}
 
@@ -95,12 +92,11 @@ def build_data_report(train: Split, validation: Split, test: Split, class_names:
     return pd.DataFrame(rows, columns=["split", "class_name", "count"])
 
 
-def plot_sample_images(train: Split, class_names: list[str], images_per_class: int, seed: int) -> plt.Figure:
+def plot_sample_images(train: Split, class_names: list[str], images_per_class: int, seed: int) -> Figure:
     """A grid with one row per class: ``images_per_class`` random training images, titled by class."""
     rng = np.random.default_rng(seed)
-    fig, axes = plt.subplots(
-        len(class_names), images_per_class, figsize=(images_per_class * 1.1, len(class_names) * 1.2), squeeze=False
-    )
+    fig = Figure(figsize=(images_per_class * 1.1, len(class_names) * 1.2))
+    axes = fig.subplots(len(class_names), images_per_class, squeeze=False)
     for label, class_name in enumerate(class_names):
         members = np.flatnonzero(train["labels"] == label)
         chosen = rng.choice(members, size=min(images_per_class, len(members)), replace=False)
