@@ -26,7 +26,7 @@ def latest(project, relative):
 
 def test_every_pipeline_wrote_its_versioned_outputs(demo_project):
     expected = [
-        "data/01_raw/raw_batches.npz", "data/03_primary/class_names.json", "data/03_primary/data_manifest.json",
+        "data/01_raw/raw_batches.npz", "data/03_primary/class_names.json", "data/05_model_input/data_manifest.json",
         "data/05_model_input/train_split.npz", "data/05_model_input/validation_split.npz",
         "data/05_model_input/test_split.npz", "data/08_reporting/data_report.csv",
         "data/08_reporting/sample_images.png", "data/08_reporting/model_comparison.csv",

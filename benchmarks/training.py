@@ -1,0 +1,374 @@
+"""Benchmark: training throughput (images/s) of the project's models on this machine.
+
+Issue 3 (transfer learning on CPU) and issue 4 (CNN architectures). Three parts, `--only` picks one:
+
+  transfer  MobileNetV2 at 96 px, batch 128, parameters from conf/base/parameters_transfer_training.yml
+            but `weights: none` (ImageNet weights cannot be downloaded here; speed does not depend on
+            the weight values):
+              (a) head stage, frozen base, augmentation on (as the study), no cached features;
+              (b) head stage on cached features: feature extraction (inference through the frozen
+                  base) + head epochs on the features, and the speed-up of a whole head stage;
+              (c) fine-tuning from layer `fine_tune_at` (100).
+  pipeline  the head stage through `kedro run` (a KedroSession in a throw-away project copy) against
+            a bare Keras loop (`model.compile`; `model.fit`) on the same model, batch and number of
+            images, in this same process. Goal: pipeline ≥ 0.95 × bare.
+  cnn       seed_cnn and resnet9 with their recipes from conf/base/parameters_cnn_training.yml;
+            seconds per epoch on 40,000 images and the time of the full recipe.
+
+Method: every number is the 2nd epoch of a 2-epoch fit (the 1st, with tracing/compilation, is
+warm-up), timed by `cifar_kedro.training.fit` — the loop the pipelines run — which records
+`images_per_second` per epoch over the training pass only (validation excluded). Images are the
+project's generated CIFAR-10 stand-in (`cifar10.write_synthetic_cifar10`).
+
+    KERAS_BACKEND=tensorflow python benchmarks/training.py            # everything, ~5–10 min on 2 cores
+    python benchmarks/training.py --only cnn
+    python benchmarks/training.py --quick                             # smoke run, tiny sizes
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+from cifar_kedro import cifar10, models, training  # noqa: E402
+from cifar_kedro.pipelines.cnn_training import nodes as cnn_nodes  # noqa: E402
+from cifar_kedro.pipelines.transfer_training import nodes as transfer_nodes  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
+TRANSFER_CONF = PROJECT_ROOT / "conf/base/parameters_transfer_training.yml"
+CNN_CONF = PROJECT_ROOT / "conf/base/parameters_cnn_training.yml"
+DATA_FOLDERS = ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input", "06_models",
+                "07_model_output", "08_reporting")
+RAW_FOLDER = "data/01_raw/cifar-10-batches-py"  # what the base catalog's cifar10_source reads
+TRANSFER_HISTORY = "data/07_model_output/transfer_history.json"
+
+EPOCHS = 2  # per measurement: epoch 1 is warm-up, the last epoch is the figure
+WEIGHTS = "none"  # ImageNet weights cannot be downloaded here; speed does not depend on weight values
+VALIDATION_IMAGES = 256  # fit validates every epoch; not part of the timed training pass
+SEED = 0
+FULL_TRAIN_IMAGES = 40_000  # the real training split
+FULL_VALIDATION_IMAGES = 10_000
+PIPELINE_ENV = "local"  # the default run environment (empty in the throw-away copy), as a plain `kedro run`
+PIPELINE_VALIDATION_FRACTION = 0.2  # conf/base/parameters_data_processing.yml: train = 4/5 of the batches
+PIPELINE_TEST_IMAGES = 100  # the test batch is not used by transfer_training
+PIPELINE_GOAL_RATIO = 0.95
+CNN_ARCHITECTURES = ("seed_cnn", "resnet9")
+
+# Images per measured epoch: (default, --quick). Multiples of every batch size used (128, 256, 512).
+IMAGES = {
+    "head_augmented": (2_560, 256),
+    "feature_extraction": (2_560, 256),
+    "head_on_features": (40_000, 2_560),  # cached features, repeated: an epoch of 2,560 takes ~0.05 s
+    "fine_tune": (1_280, 128),  # ~100 img/s on 2 CPU cores
+    "pipeline": (2_560, 320),  # training split of the throw-away project
+    "seed_cnn": (10_240, 512),
+    "resnet9": (2_560, 512),
+}
+
+
+# ---------------------------------------------------------------------------- helpers
+def generated_images(count: int, workdir: Path) -> tuple[dict, dict, list[str]]:
+    """``count`` training and ``VALIDATION_IMAGES`` validation images of the generated stand-in."""
+    folder = cifar10.write_synthetic_cifar10(workdir / "generated", images_per_batch=-(-count // 5),
+                                             test_images=VALIDATION_IMAGES, seed=SEED)
+    raw = cifar10.read_batches(folder)
+
+    def split(names):
+        batches = [raw["batches"][name] for name in names]
+        return {"images": np.concatenate([cifar10.rows_to_images(b["data"]) for b in batches]),
+                "labels": np.concatenate([b["labels"] for b in batches])}
+
+    return split(cifar10.TRAIN_FILES), split([cifar10.TEST_FILE]), raw["label_names"]
+
+
+def first(split: dict, count: int) -> tuple[np.ndarray, np.ndarray]:
+    return split["images"][:count], split["labels"][:count]
+
+
+def measure_fit(model, train, validation, **fit_args) -> float:
+    """Training images/s of the last of ``EPOCHS`` epochs of ``training.fit`` (no checkpoints)."""
+    keras.utils.set_random_seed(SEED)
+    records = training.fit(model, train, validation, epochs=EPOCHS, checkpoint_dir=None, **fit_args)
+    return records[-1]["images_per_second"]
+
+
+def per_epoch_seconds(images_per_second: float, images: int = FULL_TRAIN_IMAGES) -> float:
+    return images / images_per_second
+
+
+def transfer_params() -> dict:
+    params = yaml.safe_load(TRANSFER_CONF.read_text())["transfer_training"]
+    return params | {"weights": WEIGHTS, "checkpoint_dir": None}
+
+
+def head_fit_args(params: dict) -> dict:
+    """``training.fit`` arguments of the head stage, as ``transfer_training.nodes.train_head`` passes them."""
+    return dict(stage="head", batch_size=params["batch_size"],
+                optimizer={**params["optimizer"], "learning_rate": params["head_learning_rate"]},
+                label_smoothing=params["label_smoothing"], jit_compile=params["jit_compile"])
+
+
+def make_project(path: Path) -> Path:
+    """A copy of the project's configuration in ``path`` with an empty data/ tree (the package is installed)."""
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", path / "pyproject.toml")
+    shutil.copytree(PROJECT_ROOT / "conf", path / "conf", ignore=shutil.ignore_patterns("local"))
+    (path / "conf" / "local").mkdir()
+    (path / "src").mkdir()
+    for folder in DATA_FOLDERS:
+        (path / "data" / folder).mkdir(parents=True)
+    return path
+
+
+def newest_version(project: Path, relative: str) -> Path:
+    return sorted((project / relative).glob("*/*"))[-1]
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall seconds of each epoch (the bare loop has no validation, so that is the training pass)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.start)
+
+
+# ---------------------------------------------------------------------------- measurements
+def bench_transfer(size, data) -> dict:
+    """(a) head with augmentation, (b) head on cached features, (c) fine-tuning from ``fine_tune_at``."""
+    train, validation, class_names = data
+    params = transfer_params()
+    val = first(validation, VALIDATION_IMAGES)
+    keras.backend.clear_session()
+    model = transfer_nodes.build_model(train, class_names, params)
+
+    print(f"\n(a) head stage, frozen base, augmentation on: {size('head_augmented'):,} images", flush=True)
+    head_augmented = measure_fit(model, first(train, size("head_augmented")), val, **head_fit_args(params))
+
+    n_extract = size("feature_extraction")
+    print(f"\n(b) feature extraction over {n_extract:,} images, then head epochs on cached features", flush=True)
+    batch = params["eval_batch_size"]
+    extractor = keras.Model(model.inputs, model.get_layer("pooling").output, name="feature_extractor")  # as train_head
+    training.predict(extractor, train["images"][:batch], batch)  # warm-up: tracing
+    start = time.perf_counter()
+    features = training.predict(extractor, train["images"][:n_extract], batch)
+    extraction = n_extract / (time.perf_counter() - start)
+    val_features = training.predict(extractor, val[0], batch)
+    n_head = size("head_on_features")
+    head_model = transfer_nodes._head_model(model, features.shape[-1])  # the pipeline's head-on-features model
+    head_on_features = measure_fit(
+        head_model,
+        (np.resize(features, (n_head, features.shape[-1])), np.resize(train["labels"][:n_extract], n_head)),
+        (val_features, val[1]),
+        **head_fit_args(params),
+    )
+
+    print(f"\n(c) fine-tuning from layer {params['fine_tune_at']}: {size('fine_tune'):,} images", flush=True)
+    models.unfreeze_backbone(model, params["fine_tune_at"])
+    fine_tune = measure_fit(
+        model, first(train, size("fine_tune")), val, stage="fine_tune", batch_size=params["batch_size"],
+        optimizer={**params["optimizer"], "learning_rate": params["fine_tune_learning_rate"]},
+        label_smoothing=params["label_smoothing"], jit_compile=params["jit_compile"],
+    )
+
+    # A whole head stage on the real split, from the measured rates. Validation runs through the
+    # frozen base at inference speed: every epoch without caching, once (with extraction) with it.
+    epochs, n, n_val = params["head_epochs"], FULL_TRAIN_IMAGES, FULL_VALIDATION_IMAGES
+    uncached = epochs * (n / head_augmented + n_val / extraction)
+    cached = (n + n_val) / extraction + epochs * n / head_on_features
+    return {
+        "image_size": params["image_size"], "batch_size": params["batch_size"], "weights": WEIGHTS,
+        "fine_tune_at": params["fine_tune_at"], "eval_batch_size": batch,
+        "images": {key: size(key) for key in ("head_augmented", "feature_extraction", "head_on_features", "fine_tune")},
+        "images_per_second": {"head_augmented": head_augmented, "feature_extraction": extraction,
+                              "head_on_features": head_on_features, "fine_tune": fine_tune},
+        "head_stage_estimate": {"head_epochs": epochs, "train_images": n, "validation_images": n_val,
+                                "uncached_seconds": uncached, "cached_seconds": cached, "speedup": uncached / cached},
+    }
+
+
+def bench_pipeline(size, workdir: Path) -> dict:
+    """The head stage through a KedroSession against a bare Keras loop on the same model and images."""
+    n = size("pipeline")
+    images_per_batch = round(n / (len(cifar10.TRAIN_FILES) * (1 - PIPELINE_VALIDATION_FRACTION)))
+    project = make_project(workdir / "pipeline_project")
+    cifar10.write_synthetic_cifar10(project / RAW_FOLDER, images_per_batch=images_per_batch,
+                                    test_images=PIPELINE_TEST_IMAGES, seed=SEED)
+    overrides = {"weights": WEIGHTS, "head_epochs": EPOCHS, "cache_features": False, "fine_tune_experiments": []}
+
+    print(f"\nthrough the pipeline: data_processing + transfer_training, head stage on {n:,} images", flush=True)
+    keras.backend.clear_session()
+    cwd = os.getcwd()
+    os.chdir(project)  # relative paths (logs, checkpoint_dir) resolve against the project, as with the CLI
+    try:
+        from kedro.framework.session import KedroSession  # imported here: it sets up logging in the cwd
+        from kedro.framework.startup import bootstrap_project
+
+        bootstrap_project(project)
+        with KedroSession.create(project_path=project, env=PIPELINE_ENV,
+                                 runtime_params={"transfer_training": overrides}) as session:
+            session.run(pipeline_names=["data_processing", "transfer_training"])
+    finally:
+        os.chdir(cwd)
+    history = json.loads(newest_version(project, TRANSFER_HISTORY).read_text())
+    head_epochs = [r for r in history["epochs"] if r["stage"] == "head"]
+    pipeline = head_epochs[-1]["images_per_second"]
+
+    print(f"\nbare Keras loop: the same model, batch and {n:,} training images", flush=True)
+    with np.load(newest_version(project, "data/05_model_input/train_split.npz")) as split:
+        train = {"images": split["images"], "labels": split["labels"]}
+    if len(train["labels"]) != n:
+        raise SystemExit(f"The pipeline's training split has {len(train['labels'])} images, expected {n}.")
+    class_names = json.loads(newest_version(project, "data/03_primary/class_names.json").read_text())
+    params = transfer_params() | overrides
+    keras.backend.clear_session()
+    model = transfer_nodes.build_model(train, class_names, params)
+    model.compile(optimizer=keras.optimizers.Adam(params["head_learning_rate"]),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+    timer = EpochTimer()
+    model.fit(train["images"], training.one_hot(train["labels"], len(class_names)),
+              batch_size=params["batch_size"], epochs=EPOCHS, callbacks=[timer], verbose=0)
+    bare = n / timer.seconds[-1]
+    return {"train_images": n, "batch_size": params["batch_size"], "image_size": params["image_size"],
+            "weights": WEIGHTS, "env": PIPELINE_ENV, "pipeline_images_per_second": pipeline,
+            "bare_images_per_second": bare, "ratio": pipeline / bare, "goal_ratio": PIPELINE_GOAL_RATIO}
+
+
+def bench_cnn(size, data) -> dict:
+    """Training images/s of each CNN with its own recipe; seconds per epoch and per full recipe."""
+    train, validation, class_names = data
+    conf = yaml.safe_load(CNN_CONF.read_text())["cnn_training"]
+    results = {}
+    for architecture in CNN_ARCHITECTURES:
+        params = conf | {"architecture": architecture, "checkpoint_dir": None}
+        recipe = cnn_nodes.recipe(params)
+        print(f"\n{architecture}: {size(architecture):,} images, batch {recipe['batch_size']}", flush=True)
+        keras.backend.clear_session()
+        model = cnn_nodes.build_model(class_names, params)
+        rate = measure_fit(model, first(train, size(architecture)), first(validation, VALIDATION_IMAGES),
+                           stage="train", batch_size=recipe["batch_size"], optimizer=recipe["optimizer"],
+                           label_smoothing=recipe["label_smoothing"], jit_compile=params["jit_compile"])
+        results[architecture] = {
+            "batch_size": recipe["batch_size"], "network": recipe["network"], "images": size(architecture),
+            "params": model.count_params(), "images_per_second": rate,
+            "seconds_per_epoch": per_epoch_seconds(rate), "epochs": recipe["epochs"],
+            "full_recipe_seconds": recipe["epochs"] * per_epoch_seconds(rate),
+        }
+    return results
+
+
+# ---------------------------------------------------------------------------- report
+def environment() -> dict:
+    cpu = platform.processor()
+    if Path("/proc/cpuinfo").exists():
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"keras_backend": keras.backend.backend(), "keras": keras.__version__,
+            "devices": keras.distribution.list_devices(), "cpu": cpu, "cpu_cores": cores,
+            "python": platform.python_version(),
+            "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def print_report(results: dict) -> None:
+    env = results["environment"]
+    print(f"\n=== training throughput — Keras {env['keras']} on {env['keras_backend']}, devices {env['devices']}, "
+          f"{env['cpu_cores']} cores ({env['cpu']}){' — QUICK smoke run, not a result' if results['quick'] else ''}")
+    row = "{:<46} | {:>7} | {:>11} | {:>13}"
+    if "transfer" in results:
+        t = results["transfer"]
+        rate, images = t["images_per_second"], t["images"]
+        print(f"\nTransfer: MobileNetV2 @{t['image_size']} px, batch {t['batch_size']}, weights: {t['weights']} "
+              "(ImageNet weights cannot be downloaded here; speed does not depend on weight values)")
+        print(row.format("measurement (epoch 2 of 2)", "images", "train img/s", "s/epoch @40k"))
+        print(row.format("-" * 46, "-" * 7, "-" * 11, "-" * 13))
+        for key, label in (("head_augmented", "(a) head, frozen base, augmentation on"),
+                           ("feature_extraction", f"(b) feature extraction (inference, batch {t['eval_batch_size']})"),
+                           ("head_on_features", "(b) head epochs on cached features"),
+                           ("fine_tune", f"(c) fine-tuning from layer {t['fine_tune_at']}")):
+            print(row.format(label, f"{images[key]:,}", f"{rate[key]:,.1f}", f"{per_epoch_seconds(rate[key]):,.1f}"))
+        s = t["head_stage_estimate"]
+        print(f"whole head stage ({s['head_epochs']} epochs, {s['train_images']:,} train + {s['validation_images']:,} "
+              f"validation images, from the rates above): without cache {s['uncached_seconds']:,.0f} s, "
+              f"with cached features {s['cached_seconds']:,.0f} s -> speed-up {s['speedup']:.1f}x")
+    if "pipeline" in results:
+        p = results["pipeline"]
+        print(f"\nThrough `kedro run` vs bare Keras: MobileNetV2 @{p['image_size']} px head stage, batch "
+              f"{p['batch_size']}, {p['train_images']:,} training images, epoch 2 of 2")
+        print(f"{'bare keras img/s':>16} | {'kedro run img/s':>15} | {'ratio':>6} | goal >= {p['goal_ratio']}")
+        met = "met" if p["ratio"] >= p["goal_ratio"] else "NOT met"
+        print(f"{p['bare_images_per_second']:>16,.1f} | {p['pipeline_images_per_second']:>15,.1f} | "
+              f"{p['ratio']:>6.3f} | {met}")
+    if "cnn" in results:
+        print("\nCNN architectures (training.fit, epoch 2 of 2; seconds exclude validation)")
+        line = "{:<10} | {:>5} | {:>10} | {:>7} | {:>11} | {:>12} | {:>6} | {:>12}"
+        print(line.format("model", "batch", "params", "images", "train img/s", "s/epoch @40k", "epochs", "full recipe"))
+        print(line.format(*["-" * w for w in (10, 5, 10, 7, 11, 12, 6, 12)]))
+        for name, c in results["cnn"].items():
+            print(line.format(name, c["batch_size"], f"{c['params']:,}", f"{c['images']:,}",
+                              f"{c['images_per_second']:,.1f}", f"{c['seconds_per_epoch']:,.1f}", c["epochs"],
+                              f"{c['full_recipe_seconds'] / 60:,.1f} min"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=("transfer", "pipeline", "cnn"), help="run one part (default: all)")
+    parser.add_argument("--quick", action="store_true", help="smoke run with tiny sizes (figures are not results)")
+    args = parser.parse_args()
+    parts = [args.only] if args.only else ["transfer", "pipeline", "cnn"]
+
+    def size(key: str) -> int:
+        return IMAGES[key][1 if args.quick else 0]
+
+    results = {"benchmark": "training", "quick": args.quick, "parts": parts, "epochs_per_measurement": EPOCHS,
+               "environment": environment()}
+    print(f"Keras backend: {keras.backend.backend()}; devices: {results['environment']['devices']}; "
+          f"{results['environment']['cpu_cores']} CPU cores", flush=True)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-training-"))
+    started = time.perf_counter()
+    try:
+        if "transfer" in parts or "cnn" in parts:
+            largest = max(size(key) for key in ("head_augmented", "feature_extraction", "fine_tune", *CNN_ARCHITECTURES))
+            data = generated_images(largest, workdir)
+        if "transfer" in parts:
+            results["transfer"] = bench_transfer(size, data)
+        if "pipeline" in parts:
+            results["pipeline"] = bench_pipeline(size, workdir)
+        if "cnn" in parts:
+            results["cnn"] = bench_cnn(size, data)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    results["total_seconds"] = time.perf_counter() - started
+
+    name = "training" + ("-quick" if args.quick else "") + (f"-{args.only}" if args.only else "")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(results, indent=2))
+    print_report(results)
+    print(f"\ntotal {results['total_seconds'] / 60:.1f} min; results: {(RESULTS_DIR / f'{name}.json').relative_to(PROJECT_ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
