@@ -50,6 +50,20 @@ def _model_key(params: dict[str, Any]) -> dict[str, Any]:
     return {key: params[key] for key in keys}
 
 
+def _fit_args(params: dict[str, Any], stage: str, epochs: int, learning_rate: float, resume_key: dict) -> dict:
+    """The keywords of ``training.fit`` for one stage of this pipeline."""
+    return dict(
+        stage=stage,
+        epochs=epochs,
+        batch_size=params["batch_size"],
+        optimizer={**params["optimizer"], "learning_rate": learning_rate},
+        label_smoothing=params["label_smoothing"],
+        jit_compile=params["jit_compile"],
+        checkpoint_dir=params["checkpoint_dir"],
+        resume_key=resume_key,
+    )
+
+
 def train_head(
     model: keras.Model, train: Split, validation: Split, params: dict[str, Any]
 ) -> tuple[keras.Model, dict[str, Any]]:
@@ -58,14 +72,8 @@ def train_head(
     With ``cache_features`` the frozen base runs once over the images and the head (dropout +
     dense) trains on its pooled features: same result without augmentation, many times faster.
     """
-    fit_args = dict(
-        stage="head",
-        epochs=params["head_epochs"],
-        batch_size=params["batch_size"],
-        optimizer={**params["optimizer"], "learning_rate": params["head_learning_rate"]},
-        label_smoothing=params["label_smoothing"],
-        jit_compile=params["jit_compile"],
-        checkpoint_dir=params["checkpoint_dir"],
+    fit_args = _fit_args(
+        params, "head", params["head_epochs"], params["head_learning_rate"],
         resume_key={**_model_key(params), "cache_features": params["cache_features"]},
     )
     start = time.perf_counter()
@@ -125,14 +133,8 @@ def fine_tune(
             model,
             (train["images"], train["labels"]),
             (validation["images"], validation["labels"]),
-            stage=f"fine_tune_{name}",
-            epochs=setting["epochs"],
-            batch_size=params["batch_size"],
-            optimizer={**params["optimizer"], "learning_rate": setting["learning_rate"]},
-            label_smoothing=params["label_smoothing"],
-            jit_compile=params["jit_compile"],
-            checkpoint_dir=params["checkpoint_dir"],
-            resume_key={**_model_key(params), "head": head_history["epochs"], **setting},
+            **_fit_args(params, f"fine_tune_{name}", setting["epochs"], setting["learning_rate"],
+                        resume_key={**_model_key(params), "head": head_history["epochs"], **setting}),
         )
         result = {
             "name": name,
