@@ -25,10 +25,9 @@ import keras
 import numpy as np
 
 from cifar_kedro.layers import PiecewiseLinearSchedule
+from cifar_kedro.splits import Split
 
 logger = logging.getLogger(__name__)
-
-Split = dict[str, np.ndarray]  # {"images": uint8 (N, 32, 32, 3), "labels": int64 (N,)}
 
 
 class TrainingDivergedError(FloatingPointError):

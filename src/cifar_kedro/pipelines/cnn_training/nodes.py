@@ -8,11 +8,10 @@ from typing import Any
 import keras
 
 from cifar_kedro import augmentation, models, training
+from cifar_kedro.splits import Split
 from cifar_kedro.training import validation_metrics
 
 __all__ = ["build_model", "train_model", "validation_metrics"]
-
-Split = training.Split
 
 
 BUILDERS = {"seed_cnn": models.build_seed_cnn, "resnet9": models.build_resnet9}

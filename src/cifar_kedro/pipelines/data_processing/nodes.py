@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
@@ -11,8 +10,7 @@ from matplotlib.figure import Figure
 from sklearn.model_selection import train_test_split
 
 from cifar_kedro import cifar10
-
-Split = dict[str, np.ndarray]  # {"images": uint8 (N, 32, 32, 3), "labels": int64 (N,)}
+from cifar_kedro.splits import Split, split_sha256
 
 
 def ingest_batches(source: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -53,13 +51,6 @@ def split_train_validation(train: Split, validation_fraction: float, seed: int) 
     )
     take = lambda idx: {"images": train["images"][idx], "labels": train["labels"][idx]}  # noqa: E731
     return take(train_idx), take(val_idx)
-
-
-def split_sha256(split: Split) -> str:
-    """The checksum a split is known by: SHA-256 of its image bytes followed by its int64 label bytes."""
-    digest = hashlib.sha256(np.ascontiguousarray(split["images"]).tobytes())
-    digest.update(split["labels"].astype(np.int64).tobytes())
-    return digest.hexdigest()
 
 
 def build_data_manifest(

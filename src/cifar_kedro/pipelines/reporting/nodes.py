@@ -12,7 +12,6 @@ pyplot): nothing is registered with pyplot, so no figure leaks and no backend is
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import io
 import json
@@ -39,7 +38,9 @@ from sklearn.metrics import (
     log_loss,
 )
 
+from cifar_kedro.models import find_layer
 from cifar_kedro.report_datasets import SAVE_VERSION
+from cifar_kedro.splits import split_sha256
 
 # Columns of ``model_comparison`` (one row per model), in order.
 COMPARISON_COLUMNS = [
@@ -331,12 +332,6 @@ def tabulate_fine_tune_experiments(*histories: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=EXPERIMENT_COLUMNS)
 
 
-def test_split_sha256(test_split: dict[str, np.ndarray]) -> str:
-    """The data manifest's split digest: sha256 of the image bytes then the int64 label bytes."""
-    images, labels = test_split["images"], np.asarray(test_split["labels"]).astype("int64")
-    return hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()
-
-
 def _version(package: str) -> str | None:
     try:
         return importlib_metadata.version(package)
@@ -377,7 +372,7 @@ def collect_run_metadata(
     import keras
 
     backend = keras.backend.backend()
-    digest = test_split_sha256(test_split)
+    digest = split_sha256(test_split)
     manifest_test = (data_manifest.get("splits") or {}).get("test") or {}
     expected = manifest_test.get("sha256")
     return {
@@ -518,21 +513,6 @@ def plot_training_curves(history: dict[str, Any], params: dict[str, Any]) -> Fig
 
 
 AUGMENTATION_LAYER = "augmentation"
-
-
-def find_layer(model: Any, name: str) -> Any:
-    """The layer called ``name`` in ``model`` or in a model nested in it (e.g. under a test-time
-    augmentation wrapper, where ``model.get_layer`` does not see it)."""
-    for layer in getattr(model, "layers", []):
-        if layer.name == name:
-            return layer
-    for layer in getattr(model, "layers", []):
-        if hasattr(layer, "layers"):
-            try:
-                return find_layer(layer, name)
-            except ValueError:
-                pass
-    raise ValueError(f"No layer named '{name}' in model '{getattr(model, 'name', model)}'.")
 
 
 def augment_examples(model: Any, images: np.ndarray, n_augmented: int, seed: int) -> tuple[np.ndarray, list[str]]:

@@ -15,13 +15,12 @@ import keras
 import numpy as np
 
 from cifar_kedro import augmentation, models, training
+from cifar_kedro.splits import Split
 from cifar_kedro.training import validation_metrics
 
 __all__ = ["build_model", "train_head", "fine_tune", "validation_metrics"]
 
 logger = logging.getLogger(__name__)
-
-Split = training.Split
 
 
 def build_model(train: Split, class_names: list[str], params: dict[str, Any]) -> keras.Model:
