@@ -26,12 +26,13 @@ import threading
 from pathlib import Path
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-# Put into the served index.html: kedro-viz reads its UI settings from localStorage["KedroViz"],
-# so the app starts in the light theme without onboarding pop-up, sidebar or minimap; the layer
-# bands, drawn only on mouse-over, are shown on every other layer.
+# Put into the served index.html: kedro-viz reads its UI settings from localStorage["KedroViz"], so
+# the app starts in the light theme without onboarding pop-up, new-run badge, sidebar or minimap;
+# the layer bands, drawn only on mouse-over, are shown on every other layer.
 INJECT = """<script>localStorage.setItem("KedroViz", JSON.stringify({showFeatureHints: false,
-  theme: "light", layer: {visible: true}, visible: {sidebar: false, miniMap: false}}));</script>
-<style>.pipeline-layer:nth-of-type(odd) { opacity: 1 }</style>"""
+  theme: "light", layer: {visible: true}, visible: {sidebar: false, miniMap: false}}));
+localStorage.setItem("KedroViz-workflow-last-run-end-time", "9999-12-31T00:00:00Z");</script>
+<style>.pipeline-layer:nth-of-type(odd) { opacity: 1; fill: #e2e5e9 }</style>"""
 ENV = {**os.environ, "DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "true"}
 
 
