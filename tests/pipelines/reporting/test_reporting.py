@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, log_loss
 
 from cifar_kedro.pipelines.reporting import create_pipeline
-from cifar_kedro.pipelines.reporting import nodes
+from cifar_kedro.pipelines.reporting import nodes, plots, report
 from cifar_kedro.report_datasets import SAVE_VERSION, FigureDataset, VersionedTextDataset
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -219,8 +219,8 @@ def test_mcnemar_and_wilson():
 def test_augmentation_examples_are_seeded_and_leave_the_model_alone(inputs):
     model, images = inputs["models"]["transfer"], inputs["test_split"]["images"][:3]
     before = [keras.ops.convert_to_numpy(v) for v in model.get_layer("augmentation").variables]
-    first, names = nodes.augment_examples(model, images, 4, seed=0)
-    again, _ = nodes.augment_examples(model, images, 4, seed=0)
+    first, names = plots.augment_examples(model, images, 4, seed=0)
+    again, _ = plots.augment_examples(model, images, 4, seed=0)
     assert first.shape == (3, 4, 32, 32, 3) and first.dtype == np.uint8
     assert names == ["RandomFlip", "RandomTranslation"]
     np.testing.assert_array_equal(first, again)
@@ -228,14 +228,14 @@ def test_augmentation_examples_are_seeded_and_leave_the_model_alone(inputs):
     assert all(np.array_equal(b, a) for b, a in zip(before, after))
 
     identity = _tiny_model(3, [])
-    same, names = nodes.augment_examples(identity, images, 2, seed=0)
+    same, names = plots.augment_examples(identity, images, 2, seed=0)
     assert names == []
     np.testing.assert_array_equal(same[:, 0], images)
 
     # a wrapper model (e.g. flip test-time augmentation) nests the augmentation one level down
     inputs = keras.Input((32, 32, 3), dtype="uint8")
     wrapped = keras.Model(inputs, keras.layers.Average()([model(inputs), model(inputs)]))
-    nested, names = nodes.augment_examples(wrapped, images, 4, seed=0)
+    nested, names = plots.augment_examples(wrapped, images, 4, seed=0)
     assert names == ["RandomFlip", "RandomTranslation"]
     np.testing.assert_array_equal(nested, first)
 
@@ -243,9 +243,9 @@ def test_augmentation_examples_are_seeded_and_leave_the_model_alone(inputs):
 def test_plots_are_figures(inputs):
     history = inputs["histories"]["transfer"]
     params = inputs["params"]["plots"]
-    fig = nodes.plot_training_curves(history, params["training_curves"])
+    fig = plots.plot_training_curves(history, params["training_curves"])
     assert isinstance(fig, Figure) and len(fig.axes) == 3
-    empty = nodes.plot_fine_tune_experiments(params["fine_tune_experiments"], inputs["histories"]["cnn"])
+    empty = plots.plot_fine_tune_experiments(params["fine_tune_experiments"], inputs["histories"]["cnn"])
     assert "No fine-tune variants" in " ".join(t.get_text() for t in empty.axes[0].texts)
 
 
@@ -313,19 +313,19 @@ def test_report_numbers_equal_sklearn(inputs, memory_run):
 
 def test_report_contains_each_model_row_and_sections(inputs, memory_run):
     table = memory_run.load("model_comparison")
-    report = memory_run.load("comparison_report")
+    markdown = memory_run.load("comparison_report")
     for row in table.to_dict("records"):
-        assert "| " + " | ".join(nodes._cell(v) for v in row.values()) + " |" in report
+        assert "| " + " | ".join(report._cell(v) for v in row.values()) + " |" in markdown
     for section in ["## Summary", "## Test accuracy", "## Validation accuracy", "## Overfitting analysis",
                     "## Training configuration", "## Model complexity", "## Ranking", "## Run metadata"]:
-        assert section in report
-    assert "original study" in report and "10.00%" in report and "67.09%" in report
-    assert "matches the data manifest" in report and "NOT match" not in report
-    assert "ft100_lr1e-5" in report  # the fine-tune variants table
+        assert section in markdown
+    assert "original study" in markdown and "10.00%" in markdown and "67.09%" in markdown
+    assert "matches the data manifest" in markdown and "NOT match" not in markdown
+    assert "ft100_lr1e-5" in markdown  # the fine-tune variants table
     # figures are linked with the save-version placeholder (filled in by the versioned dataset)
-    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
     assert "../../transfer_confusion_matrix.png/" + SAVE_VERSION + "/transfer_confusion_matrix.png" in links
-    assert len(links) == 2 * len(nodes.MODEL_FIGURES) + 2
+    assert len(links) == 2 * len(report.MODEL_FIGURES) + 2
     html = memory_run.load("comparison_report_html")
     assert html.count("data:image/png;base64,") == len(links)
     assert "<table>" in html and SAVE_VERSION in html
@@ -376,7 +376,7 @@ def test_pipeline_on_project_catalog_writes_versioned_files(inputs, tmp_path):
     text = report_path.read_text()
     assert SAVE_VERSION not in text and f"`{version}`" in text
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert len(links) == 2 * len(nodes.MODEL_FIGURES) + 2
+    assert len(links) == 2 * len(report.MODEL_FIGURES) + 2
     for link in links:  # each plot of the same run, written and linked
         target = (report_path.parent / link).resolve()
         assert target.is_file() and target.read_bytes().startswith(b"\x89PNG"), link

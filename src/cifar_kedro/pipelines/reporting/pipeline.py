@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
-from . import nodes
+from . import nodes, plots, report
 
 MODELS = ("transfer", "cnn")
 
 
 def _figure_names(model: str) -> list[str]:
-    return [f"{model}_{kind}" for kind in nodes.MODEL_FIGURES]
+    return [f"{model}_{kind}" for kind in report.MODEL_FIGURES]
 
 
 def _model_nodes(model: str) -> list[Node]:
@@ -43,25 +43,25 @@ def _model_nodes(model: str) -> list[Node]:
             name=f"summarise_{model}",
         ),
         Node(
-            nodes.plot_confusion_matrix,
+            plots.plot_confusion_matrix,
             inputs=[summary, "params:reporting.plots.confusion_matrix"],
             outputs=f"{model}_confusion_matrix",
             name=f"plot_{model}_confusion_matrix",
         ),
         Node(
-            nodes.plot_sample_predictions,
+            plots.plot_sample_predictions,
             inputs=[summary, "test_split", predictions, "params:reporting.plots.sample_predictions"],
             outputs=f"{model}_sample_predictions",
             name=f"plot_{model}_sample_predictions",
         ),
         Node(
-            nodes.plot_training_curves,
+            plots.plot_training_curves,
             inputs=[f"{model}_history", "params:reporting.plots.training_curves"],
             outputs=f"{model}_training_curves",
             name=f"plot_{model}_training_curves",
         ),
         Node(
-            nodes.plot_augmentation_examples,
+            plots.plot_augmentation_examples,
             inputs=[f"{model}_model", f"{model}_history", "test_split", "params:reporting.plots.augmentation_examples"],
             outputs=f"{model}_augmentation_examples",
             name=f"plot_{model}_augmentation_examples",
@@ -87,7 +87,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             name="compare_paired_predictions",
         ),
         Node(
-            nodes.plot_model_comparison,
+            plots.plot_model_comparison,
             inputs=["model_comparison", "params:reporting.plots.model_comparison"],
             outputs="model_comparison_chart",
             name="plot_model_comparison",
@@ -99,7 +99,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             name="tabulate_fine_tune_experiments",
         ),
         Node(
-            nodes.plot_fine_tune_experiments,
+            plots.plot_fine_tune_experiments,
             inputs=["params:reporting.plots.fine_tune_experiments", *histories],
             outputs="fine_tune_experiments_chart",
             name="plot_fine_tune_experiments",
@@ -117,7 +117,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             name="collect_run_metadata",
         ),
         Node(
-            nodes.write_comparison_report,
+            report.write_comparison_report,
             inputs={
                 "model_comparison": "model_comparison",
                 "model_summaries": "model_summaries",
