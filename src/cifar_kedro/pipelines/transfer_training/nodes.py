@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import keras
-import numpy as np
 
 from cifar_kedro import augmentation, models, training
 from cifar_kedro.splits import Split
