@@ -114,7 +114,7 @@ def split_counts(project: Path) -> dict[str, int]:
     """Number of images in the newest version of each split."""
     counts = {}
     for name in EXPECTED_SPLITS:
-        newest = sorted((project / f"data/05_model_input/{name}_split.npz").glob("*/*"))[-1]
+        newest = max((project / f"data/05_model_input/{name}_split.npz").glob("*/*"))  # versions are timestamps
         with np.load(newest) as split:
             counts[name] = int(split["labels"].shape[0])
     return counts
@@ -125,6 +125,7 @@ def environment() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "KERAS_BACKEND": os.environ.get("KERAS_BACKEND"),  # the registry imports Keras with every pipeline
         "time_binary": TIME_BINARY if os.path.exists(TIME_BINARY) else None,
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

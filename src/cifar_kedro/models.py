@@ -64,6 +64,19 @@ def build_transfer_model(
     return keras.Model(inputs, outputs, name="transfer_mobilenet_v2")
 
 
+def feature_extractor(model: keras.Model) -> keras.Model:
+    """The transfer model up to its pooled backbone features (augmentation is off at inference)."""
+    return keras.Model(model.inputs, model.get_layer("pooling").output, name="feature_extractor")
+
+
+def head_on_features(model: keras.Model) -> keras.Model:
+    """The transfer model's own dropout and classifier (weights shared) on pooled features, so the
+    head can train on features computed once by ``feature_extractor``."""
+    features = keras.Input(model.get_layer("pooling").output.shape[1:], name="features")
+    outputs = model.get_layer("classifier")(model.get_layer("dropout")(features))
+    return keras.Model(features, outputs, name="transfer_head")
+
+
 def unfreeze_backbone(model: keras.Model, fine_tune_at: int) -> None:
     """Make the backbone's layers from index ``fine_tune_at`` on trainable, except BatchNormalization.
 

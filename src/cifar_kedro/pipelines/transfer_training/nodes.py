@@ -78,13 +78,13 @@ def train_head(
     if params["cache_features"]:
         if augmentation.is_active(params["augmentation"]):
             logger.info("cache_features: the head trains on un-augmented features of the frozen base.")
-        extractor = keras.Model(model.inputs, model.get_layer("pooling").output, name="feature_extractor")
+        extractor = models.feature_extractor(model)
         features = {
             name: training.predict(extractor, split["images"], params["eval_batch_size"])
             for name, split in (("train", train), ("validation", validation))
         }
         records = training.fit(
-            _head_model(model, features["train"].shape[-1]),
+            models.head_on_features(model),
             (features["train"], train["labels"]),
             (features["validation"], validation["labels"]),
             **fit_args,
@@ -94,13 +94,6 @@ def train_head(
                                **fit_args)
     seconds = time.perf_counter() - start
     return model, {"stage": "head", "epochs": records, "seconds": seconds}
-
-
-def _head_model(model: keras.Model, num_features: int) -> keras.Model:
-    """The model's own dropout and classifier layers (weights shared) on pooled features."""
-    features = keras.Input((num_features,), name="features")
-    outputs = model.get_layer("classifier")(model.get_layer("dropout")(features))
-    return keras.Model(features, outputs, name="transfer_head")
 
 
 def fine_tune(
