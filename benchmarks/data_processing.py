@@ -37,12 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
+from scratch_project import PROJECT_ROOT, make_project
+
 from cifar_kedro import cifar10
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_FILE = PROJECT_ROOT / "benchmarks" / "results" / "data_processing.json"
-DATA_FOLDERS = ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input", "06_models",
-                "07_model_output", "08_reporting")
 RAW_FOLDER = "data/01_raw/cifar-10-batches-py"  # what conf/base/catalog.yml's cifar10_source reads
 
 IMAGES_PER_BATCH = 10_000  # × 5 training batches = 50,000, as the real data set
@@ -63,18 +62,6 @@ GOAL_SECONDS = 30.0
 GOAL_PEAK_MIB = 2048.0
 KIB_PER_MIB = 1024
 LOG_TAIL_LINES = 40  # shown when the run fails
-
-
-def make_project(path: Path) -> Path:
-    """A copy of the project's configuration in ``path`` with an empty data/ tree (the package is installed)."""
-    path.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", path / "pyproject.toml")
-    shutil.copytree(PROJECT_ROOT / "conf", path / "conf", ignore=shutil.ignore_patterns("local"))
-    (path / "conf" / "local").mkdir()
-    (path / "src").mkdir()
-    for folder in DATA_FOLDERS:
-        (path / "data" / folder).mkdir(parents=True)
-    return path
 
 
 def kedro_run(project: Path) -> dict:

@@ -49,16 +49,15 @@ import keras
 import numpy as np
 import yaml
 
+from scratch_project import PROJECT_ROOT, make_project
+
 from cifar_kedro import cifar10, models, training
 from cifar_kedro.pipelines.cnn_training import nodes as cnn_nodes
 from cifar_kedro.pipelines.transfer_training import nodes as transfer_nodes
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
 TRANSFER_CONF = PROJECT_ROOT / "conf/base/parameters_transfer_training.yml"
 CNN_CONF = PROJECT_ROOT / "conf/base/parameters_cnn_training.yml"
-DATA_FOLDERS = ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input", "06_models",
-                "07_model_output", "08_reporting")
 RAW_FOLDER = "data/01_raw/cifar-10-batches-py"  # what the base catalog's cifar10_source reads
 TRANSFER_HISTORY = "data/07_model_output/transfer_history.json"
 
@@ -133,18 +132,6 @@ def head_fit_args(params: dict) -> dict:
     return {"stage": "head", "batch_size": params["batch_size"],
             "optimizer": {**params["optimizer"], "learning_rate": params["head_learning_rate"]},
             "label_smoothing": params["label_smoothing"], "jit_compile": params["jit_compile"]}
-
-
-def make_project(path: Path) -> Path:
-    """A copy of the project's configuration in ``path`` with an empty data/ tree (the package is installed)."""
-    path.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", path / "pyproject.toml")
-    shutil.copytree(PROJECT_ROOT / "conf", path / "conf", ignore=shutil.ignore_patterns("local"))
-    (path / "conf" / "local").mkdir()
-    (path / "src").mkdir()
-    for folder in DATA_FOLDERS:
-        (path / "data" / folder).mkdir(parents=True)
-    return path
 
 
 def newest_version(project: Path, relative: str) -> Path:
