@@ -11,6 +11,8 @@ import keras
 import numpy as np
 import pytest
 
+import cifar_kedro.layers  # noqa: F401  (registers the custom layers, as KerasModelDataset does)
+
 from tests.conftest import versions
 
 BLOCK_TENSORFLOW = textwrap.dedent('''
