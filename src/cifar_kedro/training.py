@@ -24,6 +24,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from cifar_kedro.datasets import atomic_path
 from cifar_kedro.layers import PiecewiseLinearSchedule
 from cifar_kedro.splits import Split
 
@@ -206,9 +207,8 @@ def _load_finished(model: keras.Model, stage_dir: Path) -> list[dict[str, float]
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    with atomic_path(path, ".json") as tmp:
+        tmp.write_text(json.dumps(data, indent=1))
 
 
 # ---------------------------------------------------------------------------- evaluation
