@@ -7,13 +7,10 @@ import numpy as np
 import pytest
 from kedro.io import DatasetError, Version
 
-from cifar_kedro import augmentation, models
+from cifar_kedro import models
 from cifar_kedro.datasets import CIFAR10BatchesDataset, KerasModelDataset, NpzDataset
 
-RESNET9_AUGMENTATION = {"horizontal_flip": True, "shift": 0.125, "fill_mode": "reflect",
-                        "interpolation": "nearest", "cutout": 8}
 IMAGES = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
-
 
 def test_npz_round_trip_keeps_dtypes_and_versions(tmp_path):
     data = {"images": IMAGES, "labels": np.arange(8, dtype=np.int64), "names": np.array(["a", "b"])}
@@ -45,17 +42,14 @@ def test_a_failed_save_leaves_no_file_behind(tmp_path, monkeypatch):
 
 
 def transfer_model():
-    aug = augmentation.build_augmentation({"horizontal_flip": True, "rotation_degrees": 15, "shift": 0.1})
-    model = models.build_transfer_model(aug, num_classes=10, image_size=32, weights="none", alpha=0.35)
+    model = models.build_transfer_model(num_classes=10, image_size=32, weights="none", alpha=0.35)
     models.calibrate_batchnorm(model, IMAGES)
     return model
 
 
 def resnet9_with_tta():
-    aug = augmentation.build_augmentation(RESNET9_AUGMENTATION)
-    model = models.build_resnet9(aug, num_classes=10, channel_mean=[125, 123, 114], channel_std=[63, 62, 67],
-                                 width=0.125)
-    return models.with_flip_tta(model)
+    model = models.build_resnet9(num_classes=10, channel_mean=[125, 123, 114], channel_std=[63, 62, 67], width=0.125)
+    return models.with_tta(model, flip=True, translate=1)
 
 
 @pytest.mark.parametrize("build", [transfer_model, resnet9_with_tta], ids=["transfer", "resnet9_tta"])
@@ -65,7 +59,7 @@ def test_saved_model_reloads_in_safe_mode_and_predicts_the_same(tmp_path, build)
     dataset.save(model)
     loaded = KerasModelDataset(filepath=str(tmp_path / "model.keras"), version=Version(None, None)).load()
     np.testing.assert_allclose(loaded.predict(IMAGES, verbose=0), model.predict(IMAGES, verbose=0), atol=1e-6)
-    # Deterministic at inference: augmentation is off outside training.
+    # Deterministic: a delivered model holds no random (training-only) layer.
     np.testing.assert_array_equal(loaded.predict(IMAGES, verbose=0), loaded.predict(IMAGES, verbose=0))
 
 

@@ -8,8 +8,10 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_kedro import augmentation, training
+from cifar_kedro import training
 from cifar_kedro.pipelines.data_processing.nodes import split_train_validation
+from cifar_kedro.pipelines.data_processing.schema import DataProcessingParams
+from cifar_kedro.schemas import Augmentation, OptimizerOptions, Schedule
 
 # Ten well-separated colours; an image's class is its colour.
 PALETTE = np.array(
@@ -17,9 +19,10 @@ PALETTE = np.array(
      [145, 30, 180], [70, 240, 240], [240, 50, 230], [0, 0, 0], [255, 255, 255]],
     dtype=np.uint8,
 )
-STUDY_AUGMENTATION = {"horizontal_flip": True, "rotation_degrees": 15, "shift": 0.1, "fill_mode": "nearest"}
-RESNET9_AUGMENTATION = {"horizontal_flip": True, "shift": 0.125, "fill_mode": "reflect",
-                        "interpolation": "nearest", "cutout": 8}
+STUDY_AUGMENTATION = Augmentation(horizontal_flip=True, rotation_degrees=15, shift=0.1, fill_mode="nearest")
+RESNET9_AUGMENTATION = Augmentation(horizontal_flip=True, shift=0.125, fill_mode="reflect", interpolation="nearest",
+                                    cutout=8)
+FROZEN = dict(optimizer=OptimizerOptions(name="sgd"), learning_rate=0.0)  # weights stay fixed; only the data moves
 
 
 def colour_images(labels: np.ndarray) -> np.ndarray:
@@ -27,14 +30,14 @@ def colour_images(labels: np.ndarray) -> np.ndarray:
     return np.broadcast_to(PALETTE[labels][:, None, None, :], (len(labels), 32, 32, 3)).copy()
 
 
-def colour_oracle(aug_config: dict) -> keras.Model:
-    """A model that classifies by nearest palette colour (fixed weights) behind real augmentation.
+def colour_oracle() -> keras.Model:
+    """A model that classifies by nearest palette colour (fixed weights).
 
-    Its accuracy is 1.0 exactly when every image arrives with its own label.
+    Trained behind real augmentation, its accuracy is 1.0 exactly when every image arrives with
+    its own label.
     """
     inputs = keras.Input((32, 32, 3), dtype="uint8")
-    x = augmentation.build_augmentation(aug_config, seed=0)(inputs)
-    x = keras.layers.GlobalMaxPooling2D()(keras.layers.Rescaling(1 / 255)(x))  # cutout can only darken
+    x = keras.layers.GlobalMaxPooling2D()(keras.layers.Rescaling(1 / 255)(inputs))  # cutout can only darken
     dense = keras.layers.Dense(10, activation="softmax")
     outputs = dense(x)
     model = keras.Model(inputs, outputs)
@@ -46,16 +49,18 @@ def colour_oracle(aug_config: dict) -> keras.Model:
 @pytest.mark.parametrize("aug_config", [STUDY_AUGMENTATION, RESNET9_AUGMENTATION], ids=["study", "resnet9"])
 def test_images_and_labels_stay_aligned_through_split_shuffle_and_augmentation(aug_config):
     labels = np.random.default_rng(0).integers(0, 10, 600)
-    train, validation = split_train_validation({"images": colour_images(labels), "labels": labels}, 0.2, seed=1)
-    model = colour_oracle(aug_config)
+    split = DataProcessingParams(validation_fraction=0.2, seed=1, sample_images_per_class=1)
+    train, validation = split_train_validation({"images": colour_images(labels), "labels": labels}, split)
     history = training.fit(
-        model,
+        colour_oracle(),
         (train["images"], train["labels"]),
         (validation["images"], validation["labels"]),
         stage="alignment",
         epochs=2,
         batch_size=32,
-        optimizer={"name": "sgd", "learning_rate": 0.0},  # weights stay fixed; only the data moves
+        augmentation=aug_config,
+        seed=0,
+        **FROZEN,
     )
     for record in history:
         assert record["accuracy"] == 1.0 and record["val_accuracy"] == 1.0, record
@@ -65,13 +70,14 @@ def test_the_oracle_would_notice_labels_shuffled_apart_from_images():
     labels = np.random.default_rng(0).integers(0, 10, 200)
     shuffled = np.random.default_rng(1).permutation(labels)
     history = training.fit(
-        colour_oracle(STUDY_AUGMENTATION),
+        colour_oracle(),
         (colour_images(labels), shuffled),
         (colour_images(labels), shuffled),
         stage="misaligned",
         epochs=1,
         batch_size=32,
-        optimizer={"name": "sgd", "learning_rate": 0.0},
+        augmentation=STUDY_AUGMENTATION,
+        **FROZEN,
     )
     assert history[0]["accuracy"] < 0.3
 
@@ -90,15 +96,31 @@ def tiny_data(n: int = 128):
     return colour_images(labels), labels
 
 
-ONE_CYCLE = {"name": "sgd", "momentum": 0.9, "learning_rate": {"knots": [[0, 0.0], [2, 0.4], [4, 0.0]]}}
+SGD = OptimizerOptions(name="sgd", momentum=0.9)
+ONE_CYCLE = Schedule(knots=[[0, 0.0], [0.5, 0.4], [1, 0.0]])  # fractions of the stage
+ONE_CYCLE_FIT = dict(optimizer=SGD, learning_rate=ONE_CYCLE)
 
 
 def test_learning_rate_follows_the_one_cycle_recipe():
     x, y = tiny_data()
-    history = training.fit(tiny_model(), (x, y), (x, y), stage="schedule", epochs=4, batch_size=32,
-                           optimizer=ONE_CYCLE)
-    # Recorded at the end of each epoch: 0 → 0.4 at epoch 2 → 0 at epoch 4, linear in between.
+    history = training.fit(tiny_model(), (x, y), (x, y), stage="schedule", epochs=4, batch_size=32, **ONE_CYCLE_FIT)
+    # Recorded at the end of each epoch: 0 → 0.4 at half the stage → 0 at its end, linear in between.
     np.testing.assert_allclose([r["learning_rate"] for r in history], [0.2, 0.4, 0.2, 0.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("epochs", [1, 3, 7, 10])
+def test_a_schedule_follows_the_stage_length_and_ends_annealed(epochs):
+    """Shortening a recipe (epochs=10 of a 24-epoch one-cycle) must not leave the rate high."""
+    schedule = Schedule(knots=[[0, 0.0], [0.2083, 0.4], [1, 0.0]])  # Page's 0 → 0.4 (epoch 5 of 24) → 0
+    x, y = tiny_data(64)
+    history = training.fit(tiny_model(), (x, y), (x, y), stage=f"anneal{epochs}", epochs=epochs, batch_size=32,
+                           optimizer=SGD, learning_rate=schedule)
+    assert len(history) == epochs
+    assert history[-1]["learning_rate"] == pytest.approx(0.0, abs=1e-7)  # the schedule's end value
+    steps_per_epoch = 2
+    for record in history:  # every epoch ends where the knots put that fraction of the stage
+        fraction = record["epoch"] * steps_per_epoch / (epochs * steps_per_epoch)
+        assert record["learning_rate"] == pytest.approx(schedule.at(fraction), abs=0.4 / (epochs * steps_per_epoch))
 
 
 class StopAfter(keras.callbacks.Callback):
@@ -124,8 +146,8 @@ class CountBatches(keras.callbacks.Callback):
 
 def test_an_interrupted_fit_resumes_from_its_last_finished_epoch(tmp_path):
     x, y = tiny_data()
-    args = dict(stage="resume", epochs=4, batch_size=32, optimizer=ONE_CYCLE, checkpoint_dir=tmp_path,
-                resume_key={"run": 1})
+    args = dict(stage="resume", epochs=4, batch_size=32, checkpoint_dir=tmp_path, resume_key={"run": 1},
+                **ONE_CYCLE_FIT)
     first = tiny_model()
     with pytest.raises(KeyboardInterrupt):
         training.fit(first, (x, y), (x, y), extra_callbacks=[StopAfter(3)], **args)
@@ -143,14 +165,14 @@ def test_an_interrupted_fit_resumes_from_its_last_finished_epoch(tmp_path):
     assert int(keras.ops.convert_to_numpy(second.optimizer.iterations)) == 16
     # And the result is as good as an uninterrupted run's.
     uninterrupted = training.fit(tiny_model(), (x, y), (x, y), stage="once", epochs=4, batch_size=32,
-                                 optimizer=ONE_CYCLE)
+                                 **ONE_CYCLE_FIT)
     assert history[-1]["val_accuracy"] >= uninterrupted[-1]["val_accuracy"] - 0.1
 
 
 def test_a_finished_stage_is_not_trained_again(tmp_path):
     x, y = tiny_data()
-    args = dict(stage="done", epochs=2, batch_size=32, optimizer=ONE_CYCLE, checkpoint_dir=tmp_path,
-                resume_key={"run": 2})
+    args = dict(stage="done", epochs=2, batch_size=32, checkpoint_dir=tmp_path, resume_key={"run": 2},
+                **ONE_CYCLE_FIT)
     model = tiny_model()
     history = training.fit(model, (x, y), (x, y), **args)
     counter = CountBatches()
@@ -175,12 +197,7 @@ def test_nan_loss_stops_with_a_clear_error():
     x, y = tiny_data()
     with pytest.raises(training.TrainingDivergedError, match=r"stage 'nan'.*epoch 1, batch 3.*learning rate"):
         training.fit(tiny_model(), (x, y), (x, y), stage="nan", epochs=2, batch_size=32,
-                     optimizer={"name": "sgd", "learning_rate": 0.01}, extra_callbacks=[PoisonWeights()])
-
-
-def test_unknown_optimizer_names_the_choices():
-    with pytest.raises(ValueError, match="'adamx'.*adam"):
-        training.make_optimizer({"name": "adamx", "learning_rate": 0.1}, steps_per_epoch=10)
+                     optimizer=OptimizerOptions(name="sgd"), learning_rate=0.01, extra_callbacks=[PoisonWeights()])
 
 
 def test_evaluate_is_plain_cross_entropy_and_accuracy():

@@ -9,10 +9,31 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
+from cifar_kedro import parameters
+
 logger = logging.getLogger(__name__)
 
 # Final model dataset -> the training pipeline whose resume checkpoints it makes obsolete.
 FINAL_MODELS = {"transfer_model": "transfer_training", "cnn_model": "cnn_training"}
+
+
+class ParameterCheckHooks:
+    """Check every parameter against the pipelines' schemas as soon as the context exists.
+
+    A misspelt, misplaced, mistyped or out-of-range parameter stops the run here — before any
+    data is read or any model built — with the key, where it was set and what is allowed.
+    """
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        from kedro.framework.project import pipelines
+
+        loader = context.config_loader
+        envs = [loader.base_env, loader.env or loader.default_run_env]
+        sources = parameters.parameter_sources(loader.conf_source, [e for e in envs if e], loader.runtime_params,
+                                               loader.config_patterns["parameters"])
+        parameters.raise_if_invalid(loader["parameters"], parameters.schemas(pipelines), sources,
+                                    known=parameters.known_blocks())
 
 
 class TrainingCheckpointHooks:
@@ -25,16 +46,18 @@ class TrainingCheckpointHooks:
     """
 
     def __init__(self) -> None:
-        self._params: dict[str, Any] = {}
+        self._context = None
 
     @hook_impl
     def after_context_created(self, context) -> None:
-        self._params = context.params
+        self._context = context
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any, node) -> None:
         pipeline = FINAL_MODELS.get(dataset_name)
-        checkpoint_dir = (self._params.get(pipeline) or {}).get("checkpoint_dir") if pipeline else None
+        if pipeline is None or self._context is None:
+            return
+        checkpoint_dir = getattr(self._context.params.get(pipeline), "checkpoint_dir", None)
         if checkpoint_dir and Path(checkpoint_dir).exists():
             shutil.rmtree(checkpoint_dir)
             logger.info("Removed the resume checkpoints in %s: '%s' is saved.", checkpoint_dir, dataset_name)

@@ -1,4 +1,5 @@
-"""The project's own Keras objects, registered so that ``.keras`` files load under ``safe_mode``.
+"""The project's own Keras objects, for training only: registered (so a training checkpoint loads
+under ``safe_mode``) but never part of a delivered model, which holds Keras' built-in layers alone.
 
 Backend-agnostic: only ``keras.ops`` and ``keras.random``, no TensorFlow.
 """
@@ -73,14 +74,3 @@ class PiecewiseLinearSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"steps": self.steps, "rates": self.rates}
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class HorizontalFlip(keras.layers.Layer):
-    """Mirror images left-right, always (for flip test-time augmentation)."""
-
-    def call(self, images):
-        return ops.flip(images, axis=2)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape

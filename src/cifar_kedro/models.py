@@ -1,9 +1,12 @@
 """The study's models, each readable top to bottom.
 
-Every model takes raw ``uint8`` CIFAR images of shape (32, 32, 3) and returns class probabilities.
-Augmentation (first layer, active only in training) and input scaling live inside the model, so
-the splits stay small, the saved ``.keras`` file needs no outside preprocessing, and the
-reporting pipeline treats all models alike. Backend-agnostic Keras 3: no TensorFlow here.
+Every model takes raw ``uint8`` images (CIFAR-10: 32×32×3) and returns class probabilities. Input
+scaling lives inside the model, so the splits stay small, the saved ``.keras`` file needs no
+outside preprocessing, and the reporting pipeline treats all models alike. Training-time
+augmentation is not part of these models: ``training.fit`` puts it in front while training, so a
+delivered model holds only Keras' built-in layers and loads with plain
+``keras.saving.load_model(path)`` wherever Keras runs, without this project installed.
+Backend-agnostic Keras 3: no TensorFlow here.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ import contextlib
 import os
 import socket
 from collections.abc import Sequence
+from typing import Literal, NamedTuple
 
 import keras
 from keras import layers
 
-from cifar_kedro.layers import HorizontalFlip
+import numpy as np
 
 INPUT_SHAPE = (32, 32, 3)
 BACKBONE = "backbone"
@@ -32,15 +36,15 @@ class WeightsUnavailableError(RuntimeError):
     """The requested pretrained weights cannot be had (offline, or no such weights)."""
 
 
-def _image_input() -> keras.KerasTensor:
-    return keras.Input(INPUT_SHAPE, dtype="uint8", name="image")
+def _image_input(input_shape: Sequence[int] = INPUT_SHAPE) -> keras.KerasTensor:
+    return keras.Input(tuple(input_shape), dtype="uint8", name="image")
 
 
 # ---------------------------------------------------------------------------- transfer learning
 def build_transfer_model(
-    augmentation: keras.layers.Layer,
     *,
     num_classes: int,
+    input_shape: Sequence[int] = INPUT_SHAPE,
     image_size: int = 96,
     weights: str | None = "imagenet",
     alpha: float = 1.0,
@@ -53,9 +57,8 @@ def build_transfer_model(
     base = mobilenet_v2_backbone(image_size=image_size, weights=weights, alpha=alpha)
     base.trainable = False
 
-    inputs = _image_input()
-    x = augmentation(inputs)
-    x = layers.Rescaling(1 / 127.5, offset=-1, name="preprocess")(x)  # MobileNetV2 wants [-1, 1]
+    inputs = _image_input(input_shape)
+    x = layers.Rescaling(1 / 127.5, offset=-1, name="preprocess")(inputs)  # MobileNetV2 wants [-1, 1]
     x = layers.Resizing(image_size, image_size, name="resize")(x)
     x = base(x, training=False)  # inference mode while frozen; see unfreeze_backbone for fine-tuning
     x = layers.GlobalAveragePooling2D(name="pooling")(x)
@@ -77,14 +80,51 @@ def head_on_features(model: keras.Model) -> keras.Model:
     return keras.Model(features, outputs, name="transfer_head")
 
 
-def unfreeze_backbone(model: keras.Model, fine_tune_at: int) -> None:
-    """Make the backbone's layers from index ``fine_tune_at`` on trainable, except BatchNormalization.
+class FineTuneSplit(NamedTuple):
+    boundary: str  # the backbone layer whose output ``bottom`` returns
+    bottom: keras.Model
+    top: keras.Model
 
-    BatchNormalization layers stay frozen, which in Keras 3 also keeps them in inference mode:
-    they normalize with, and never update, their moving statistics. ``base(x, training=False)``
-    alone does not ensure that — a functional model passes its own ``training`` flag down to a
-    nested model — and batch statistics during fine-tuning wreck the pretrained features.
-    Re-compile afterwards.
+
+def split_for_fine_tuning(model: keras.Model, fine_tune_at: int) -> FineTuneSplit | None:
+    """The transfer model cut in two where fine-tuning from layer ``fine_tune_at`` begins.
+
+    ``bottom`` maps images to the backbone's activation at the last layer before ``fine_tune_at``
+    that everything after it depends on alone (a block boundary: MobileNetV2's residual blocks
+    cannot be cut inside); ``top`` maps that activation to class probabilities. Both share the
+    model's layers, so training ``top`` trains the model. The frozen ``bottom`` can then run once
+    over the data instead of every epoch. ``None`` when there is no such layer before
+    ``fine_tune_at`` (fine-tuning from the first block on).
+    """
+    base = model.get_layer(BACKBONE)
+    for cut in range(min(fine_tune_at, len(base.layers)) - 1, 0, -1):
+        boundary = base.layers[cut].output
+        try:
+            rest = keras.Model(boundary, base.output, name=f"{BACKBONE}_from_{base.layers[cut].name}")
+        except ValueError:  # a residual connection jumps over this layer
+            continue
+        upto = keras.Model(base.input, boundary, name=f"{BACKBONE}_to_{base.layers[cut].name}")
+        bottom = keras.Model(model.inputs, upto(model.get_layer("resize").output), name="frozen_bottom")
+        activations = keras.Input(boundary.shape[1:], name="activations")
+        x = rest(activations)
+        for name in ("pooling", "dropout", "classifier"):
+            x = model.get_layer(name)(x)
+        return FineTuneSplit(base.layers[cut].name, bottom, keras.Model(activations, x, name="fine_tuned_top"))
+    return None
+
+
+def unfreeze_backbone(model: keras.Model, fine_tune_at: int,
+                      batchnorm: Literal["frozen", "train"] = "frozen", batchnorm_momentum: float = 0.99) -> None:
+    """Make the backbone's layers from index ``fine_tune_at`` on trainable. Re-compile afterwards.
+
+    ``batchnorm="frozen"`` keeps every BatchNormalization layer frozen, which in Keras 3 also keeps
+    it in inference mode: it normalizes with, and never updates, its ImageNet moving statistics.
+    ``base(x, training=False)`` alone does not ensure that — a functional model passes its own
+    ``training`` flag down to a nested model. ``batchnorm="train"`` trains the unfrozen
+    BatchNormalization layers as well: in training they normalize with the batch's statistics and
+    update their moving statistics (with ``batchnorm_momentum``; MobileNetV2's own 0.999 lags
+    behind a short fine-tuning) — the usual full fine-tuning, which adapts the statistics to the
+    new images. Either way training and inference differ only where the statistics are learnt.
     """
     base = model.get_layer(BACKBONE)
     if not 0 <= fine_tune_at <= len(base.layers):
@@ -94,7 +134,10 @@ def unfreeze_backbone(model: keras.Model, fine_tune_at: int) -> None:
         )
     base.trainable = True
     for index, layer in enumerate(base.layers):
-        layer.trainable = index >= fine_tune_at and not isinstance(layer, layers.BatchNormalization)
+        is_norm = isinstance(layer, layers.BatchNormalization)
+        layer.trainable = index >= fine_tune_at and (batchnorm == "train" or not is_norm)
+        if is_norm and layer.trainable:
+            layer.momentum = batchnorm_momentum
 
 
 def calibrate_batchnorm(model: keras.Model, images) -> None:
@@ -185,9 +228,9 @@ def _socket_timeout(seconds: float):
 
 # ---------------------------------------------------------------------------- the study's CNN
 def build_seed_cnn(
-    augmentation: keras.layers.Layer,
     *,
     num_classes: int,
+    input_shape: Sequence[int] = INPUT_SHAPE,
     filters: Sequence[int] = (32, 64, 128),
     dense_units: int = 256,
     dropout: float = 0.5,
@@ -196,9 +239,8 @@ def build_seed_cnn(
 
     With the defaults and 10 classes: 622,282 parameters, 960 of them non-trainable.
     """
-    inputs = _image_input()
-    x = augmentation(inputs)
-    x = layers.Rescaling(1 / 255, name="preprocess")(x)
+    inputs = _image_input(input_shape)
+    x = layers.Rescaling(1 / 255, name="preprocess")(inputs)
     for i, n in enumerate(filters, start=1):
         x = layers.Conv2D(n, 3, padding="same", activation="relu", name=f"conv{i}")(x)
         x = layers.BatchNormalization(name=f"bn{i}")(x)
@@ -213,9 +255,9 @@ def build_seed_cnn(
 
 # ---------------------------------------------------------------------------- ResNet-9
 def build_resnet9(
-    augmentation: keras.layers.Layer,
     *,
     num_classes: int,
+    input_shape: Sequence[int] = INPUT_SHAPE,
     channel_mean: Sequence[float],
     channel_std: Sequence[float],
     width: float = 1.0,
@@ -239,11 +281,10 @@ def build_resnet9(
         y = conv_bn(conv_bn(x, filters, f"{name}a"), filters, f"{name}b")
         return layers.Add(name=f"{name}_add")([x, y])
 
-    inputs = _image_input()
-    x = augmentation(inputs)
+    inputs = _image_input(input_shape)
     x = layers.Normalization(
         mean=list(channel_mean), variance=[s**2 for s in channel_std], name="preprocess"
-    )(x)
+    )(inputs)
     x = conv_bn(x, 64, "prep")
     x = layers.MaxPooling2D(name="pool1")(conv_bn(x, 128, "layer1"))
     x = residual(x, 128, "res1")
@@ -257,13 +298,59 @@ def build_resnet9(
     return keras.Model(inputs, outputs, name="resnet9")
 
 
-# ---------------------------------------------------------------------------- helpers
-def with_flip_tta(model: keras.Model) -> keras.Model:
-    """``model`` predicting the average of its outputs on each image and on its mirror image."""
-    inputs = _image_input()
-    mirrored = HorizontalFlip(name="mirror")(inputs)
-    outputs = layers.Average(name="flip_tta", dtype="float32")([model(inputs), model(mirrored)])
-    return keras.Model(inputs, outputs, name=f"{model.name}_flip_tta")
+# ---------------------------------------------------------------------------- test-time augmentation
+def with_tta(model: keras.Model, *, flip: bool = True, translate: int = 0) -> keras.Model:
+    """``model`` predicting the average of its outputs over views of each image.
+
+    ``flip``: each image and its mirror image, averaged. ``translate``: also the images shifted by
+    ``translate`` pixels up-left and down-right (reflected at the border), each with its mirror;
+    the original pair and the shifted views then weigh half each, as airbench's TTA does. Built
+    from Keras' own layers only, so the delivered model loads without this project.
+    """
+    inputs = _image_input(model.input.shape[1:])
+
+    def mirrored_pair(images):
+        return [model(images), model(_mirror(images))] if flip else [model(images)]
+
+    views = mirrored_pair(inputs)
+    outputs = _average(views, "tta_views")
+    if translate:
+        shifted = [view for step in (-translate, translate) for view in mirrored_pair(_translate(inputs, step))]
+        outputs = _average([outputs, _average(shifted, "tta_shifted")], "tta")
+    name = "_".join(["tta", *(["flip"] if flip else []), *([f"shift{translate}"] if translate else [])])
+    return keras.Model(inputs, outputs, name=f"{model.name}_{name}")
+
+
+def _average(tensors: list, name: str):
+    return tensors[0] if len(tensors) == 1 else layers.Average(name=name, dtype="float32")(tensors)
+
+
+def _mirror(images):
+    """Images flipped left-right, exactly: a fixed reversal matrix applied along the width."""
+    height, width, channels = images.shape[1:]
+    x = layers.Permute((1, 3, 2))(images)  # (H, C, W): width last
+    reverse = layers.Dense(width, use_bias=False, trainable=False, dtype="float32")
+    x = reverse(x)
+    reverse.set_weights([np.eye(width, dtype="float32")[::-1]])
+    return layers.Permute((1, 3, 2))(x)
+
+
+def _translate(images, step: int):
+    """Images shifted by ``step`` pixels along both axes (down-right if positive), the uncovered
+    border filled by reflection, like ``F.pad(x, mode='reflect')`` followed by a crop."""
+    height, width = images.shape[1:3]
+    n = abs(step)
+    for axis, size in ((1, height), (2, width)):
+        def crop(start, stop):
+            cropping = ((start, size - stop), (0, 0)) if axis == 1 else ((0, 0), (start, size - stop))
+            return layers.Cropping2D(cropping)(images)
+
+        if step > 0:  # new rows/cols 0..n-1 mirror original n..1; the rest is the original shifted
+            parts = [crop(i, i + 1) for i in range(n, 0, -1)] + [crop(0, size - n)]
+        else:
+            parts = [crop(n, size)] + [crop(size - 1 - i, size - i) for i in range(1, n + 1)]
+        images = layers.Concatenate(axis=axis)(parts)
+    return images
 
 
 def find_layer(model: keras.Model, name: str) -> keras.layers.Layer:

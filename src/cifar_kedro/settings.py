@@ -1,9 +1,10 @@
 """Project settings. See https://docs.kedro.org/en/stable/configure/configuration_basics/"""
 
-from cifar_kedro.hooks import TrainingCheckpointHooks
+from cifar_kedro.hooks import ParameterCheckHooks, TrainingCheckpointHooks
 
-# Clears a training pipeline's resume checkpoints once its final model is safely saved.
-HOOKS = (TrainingCheckpointHooks(),)
+# Checks every parameter before anything runs; clears a training pipeline's resume checkpoints
+# once its final model is safely saved.
+HOOKS = (ParameterCheckHooks(), TrainingCheckpointHooks())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

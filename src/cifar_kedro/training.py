@@ -1,7 +1,11 @@
 """The one training loop both training pipelines use: compile, fit, resume, record, evaluate.
 
 Everything here is backend-agnostic Keras 3 (no TensorFlow): data go in as NumPy arrays, images
-as ``uint8``; the model does its own augmentation and scaling.
+as ``uint8``; the model does its own scaling, and ``fit`` puts the stage's augmentation in front of
+it while training (so the delivered model carries no training-only layer).
+
+Learning rates are given per stage (``schemas.Schedule``: knots at fractions of the stage), so a
+stage shortened to fewer epochs still ends annealed.
 
 Resuming. ``fit`` keeps a checkpoint folder per stage under ``checkpoint_dir``, named by the stage
 and a fingerprint of everything that defines it (``resume_key`` and the data). A run killed in
@@ -24,8 +28,10 @@ from typing import Any
 import keras
 import numpy as np
 
+from cifar_kedro import augmentation as augmentation_module
 from cifar_kedro.datasets import atomic_path
 from cifar_kedro.layers import PiecewiseLinearSchedule
+from cifar_kedro.schemas import Augmentation, LearningRate, MixedPrecision, OptimizerOptions, Schedule
 from cifar_kedro.splits import Split
 
 logger = logging.getLogger(__name__)
@@ -36,29 +42,29 @@ class TrainingDivergedError(FloatingPointError):
 
 
 # ---------------------------------------------------------------------------- set-up
-def configure(*, seed: int, mixed_precision: str | None = None) -> None:
+def configure(*, seed: int, mixed_precision: MixedPrecision = None) -> None:
     """Seed every random generator and set the global dtype policy; call before building a model."""
     keras.utils.set_random_seed(seed)
     keras.mixed_precision.set_global_policy(mixed_precision or "float32")
 
 
-def make_optimizer(config: dict[str, Any], steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """An optimizer from its parameters.
+def learning_rate_schedule(rate: LearningRate, total_steps: int) -> float | PiecewiseLinearSchedule:
+    """A constant rate, or a ``Schedule``'s knots turned from fractions of the stage into steps."""
+    if not isinstance(rate, Schedule):
+        return float(rate)
+    fractions, rates = zip(*rate.knots)
+    return PiecewiseLinearSchedule([round(f * total_steps) for f in fractions], list(rates))
 
-    ``config``: ``name`` (``adam`` | ``sgd``), ``learning_rate`` (a number, or ``knots``: a list of
-    ``[epoch, rate]`` pairs for a piecewise-linear schedule), and the optimizer's own keywords
-    (``momentum``, ``nesterov``, ``weight_decay``, …).
-    """
-    config = dict(config)
-    name = config.pop("name")
-    rate = config.pop("learning_rate")
-    if isinstance(rate, dict):
-        epochs, rates = zip(*rate["knots"])
-        rate = PiecewiseLinearSchedule([round(e * steps_per_epoch) for e in epochs], list(rates))
-    optimizers = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD}
-    if name not in optimizers:
-        raise ValueError(f"Unknown optimizer name '{name}' in the training parameters; use one of {sorted(optimizers)}.")
-    return optimizers[name](learning_rate=rate, **config)
+
+def make_optimizer(options: OptimizerOptions, rate: LearningRate, total_steps: int) -> keras.optimizers.Optimizer:
+    """The optimizer ``options`` name, with ``rate`` over a stage of ``total_steps`` steps."""
+    learning_rate = learning_rate_schedule(rate, total_steps)
+    decay = {"weight_decay": options.weight_decay} if options.weight_decay is not None else {}
+    if options.name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=options.momentum, nesterov=options.nesterov, **decay)
+    if options.name == "adamw":
+        return keras.optimizers.AdamW(learning_rate, **decay)
+    return keras.optimizers.Adam(learning_rate, **decay)
 
 
 def compile_model(model, optimizer, *, label_smoothing: float = 0.0, jit_compile: bool | str = "auto") -> None:
@@ -73,6 +79,16 @@ def compile_model(model, optimizer, *, label_smoothing: float = 0.0, jit_compile
 
 def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return np.eye(num_classes, dtype="float32")[labels]
+
+
+def with_augmentation(model: keras.Model, augmentation: Augmentation | None, seed: int | None = None) -> keras.Model:
+    """The model to train: ``augmentation`` (active in training only) in front of ``model``,
+    whose weights it shares. ``model`` itself stays free of training-only layers."""
+    if augmentation is None or not augmentation.active:
+        return model
+    inputs = keras.Input(model.input.shape[1:], dtype=model.input.dtype, name="image")
+    augmented = augmentation_module.build_augmentation(augmentation, seed=seed)(inputs)
+    return keras.Model(inputs, model(augmented), name=f"{model.name}_training")
 
 
 # ---------------------------------------------------------------------------- callbacks
@@ -134,6 +150,74 @@ class EpochLog(keras.callbacks.Callback):
         return [self.records[e] for e in sorted(self.records)]
 
 
+def _clock(seconds: float) -> str:
+    seconds = max(int(round(seconds)), 0)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class Progress(keras.callbacks.Callback):
+    """Progress a person can follow, as log lines (Kedro's rich console and plain log files alike).
+
+    While an epoch runs, a line every ``every_seconds``: batch, images/s, running loss and
+    accuracy, time left in the epoch and in the stage. After each epoch, a summary with the
+    validation metrics and the learning rate. Throughput and time left count training batches
+    only; the stage estimate adds the last epoch's validation time.
+    """
+
+    def __init__(self, stage: str, num_train: int, batch_size: int, every_seconds: float = 30.0):
+        super().__init__()
+        self.stage, self.num_train, self.batch_size, self.every = stage, num_train, batch_size, every_seconds
+        self.log = logging.getLogger(__name__)
+        self.validation_seconds = 0.0
+
+    def on_train_begin(self, logs=None):
+        self.epochs = int(self.params.get("epochs") or 1)
+        self.steps = int(self.params.get("steps") or math.ceil(self.num_train / self.batch_size))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.epoch_start = epoch, time.perf_counter()
+        self.last_line, self.batch_start, self.train_seconds = self.epoch_start, None, None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.batch_start is None:
+            self.batch_start = time.perf_counter()  # after the epoch's set-up (and the first trace)
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if now - self.last_line < self.every or batch + 1 >= self.steps:
+            return
+        self.last_line = now
+        per_step = (now - self.batch_start) / max(batch, 1) if batch else now - self.epoch_start
+        epoch_left = per_step * (self.steps - batch - 1)
+        stage_left = epoch_left + (self.epochs - self.epoch - 1) * (per_step * self.steps + self.validation_seconds)
+        logs = logs or {}
+        self.log.info(
+            "%s · epoch %d/%d · batch %d/%d (%d%%) · %.0f img/s · loss %.4f · accuracy %.4f · epoch left %s · stage left %s",
+            self.stage, self.epoch + 1, self.epochs, batch + 1, self.steps, 100 * (batch + 1) / self.steps,
+            self.batch_size / per_step, float(logs.get("loss", math.nan)), float(logs.get("accuracy", math.nan)),
+            _clock(epoch_left), _clock(stage_left),
+        )
+
+    def on_test_begin(self, logs=None):
+        self.train_seconds = time.perf_counter() - self.epoch_start
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.epoch_start
+        train_seconds = self.train_seconds or seconds
+        self.validation_seconds = seconds - train_seconds
+        logs = logs or {}
+        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.log.info(
+            "%s · epoch %d/%d done in %s · %.0f img/s · loss %.4f · accuracy %.4f · val_loss %.4f · "
+            "val_accuracy %.4f · learning rate %.3g · stage left %s",
+            self.stage, epoch + 1, self.epochs, _clock(seconds), self.num_train / max(train_seconds, 1e-9),
+            float(logs.get("loss", math.nan)), float(logs.get("accuracy", math.nan)),
+            float(logs.get("val_loss", math.nan)), float(logs.get("val_accuracy", math.nan)), rate,
+            _clock((self.epochs - epoch - 1) * seconds),
+        )
+
+
 # ---------------------------------------------------------------------------- fit
 def fit(
     model: keras.Model,
@@ -143,38 +227,44 @@ def fit(
     stage: str,
     epochs: int,
     batch_size: int,
-    optimizer: dict[str, Any],
+    optimizer: OptimizerOptions,
+    learning_rate: LearningRate,
+    augmentation: Augmentation | None = None,
     label_smoothing: float = 0.0,
     jit_compile: bool | str = "auto",
+    seed: int | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     resume_key: Any = None,
     extra_callbacks: list[keras.callbacks.Callback] = (),
 ) -> list[dict[str, float]]:
-    """Compile ``model`` and train it on ``train`` = (inputs, int labels), validating every epoch.
+    """Train ``model`` on ``train`` = (inputs, int labels), validating every epoch.
 
-    Returns one record per epoch: ``epoch`` (1-based), ``loss``, ``accuracy``, ``val_loss``,
+    ``augmentation`` runs in front of the model during training only (``with_augmentation``);
+    ``learning_rate`` is a number or a ``Schedule`` over this stage's ``epochs``. Returns one
+    record per epoch: ``epoch`` (1-based), ``loss``, ``accuracy``, ``val_loss``,
     ``val_accuracy``, ``learning_rate``, ``seconds``, ``images_per_second``. With a
     ``checkpoint_dir`` the stage resumes after an interruption and is skipped once finished.
     """
     (x_train, y_train), (x_val, y_val) = train, validation
     num_classes = model.output_shape[-1]
-    steps_per_epoch = math.ceil(len(x_train) / batch_size)
-    compile_model(model, make_optimizer(optimizer, steps_per_epoch), label_smoothing=label_smoothing,
+    total_steps = epochs * math.ceil(len(x_train) / batch_size)
+    trainer = with_augmentation(model, augmentation, seed)
+    compile_model(trainer, make_optimizer(optimizer, learning_rate, total_steps), label_smoothing=label_smoothing,
                   jit_compile=jit_compile)
 
     stage_dir = _stage_dir(checkpoint_dir, stage, resume_key, x_train, y_train) if checkpoint_dir else None
     if stage_dir is not None and (stage_dir / "done.json").exists():
         logger.info("Stage '%s' already finished in %s: loading its weights instead of training.", stage, stage_dir)
-        return _load_finished(model, stage_dir)
+        return _load_finished(trainer, stage_dir)
 
     log = EpochLog(stage_dir / "epochs.json" if stage_dir else None, len(x_train))
-    callbacks = [RaiseOnNaN(stage), *extra_callbacks, log]
+    callbacks = [RaiseOnNaN(stage), Progress(stage, len(x_train), batch_size), *extra_callbacks, log]
     if stage_dir is not None:
         # After the log, so that an epoch in the backup is always in the log too.
         callbacks.append(keras.callbacks.BackupAndRestore(str(stage_dir / "backup")))
 
     logger.info("Stage '%s': %d epochs of %d images, batch %d.", stage, epochs, len(x_train), batch_size)
-    model.fit(
+    trainer.fit(
         x_train,
         one_hot(y_train, num_classes),
         validation_data=(x_val, one_hot(y_val, num_classes)),
@@ -182,10 +272,10 @@ def fit(
         batch_size=batch_size,
         shuffle=True,
         callbacks=callbacks,
-        verbose=2,
+        verbose=0,
     )
     if stage_dir is not None:
-        np.savez(stage_dir / "weights.npz", *model.get_weights())
+        np.savez(stage_dir / "weights.npz", *trainer.get_weights())
         _write_json_atomic(stage_dir / "done.json", log.history)
     return log.history
 
@@ -202,7 +292,6 @@ def _stage_dir(checkpoint_dir, stage: str, resume_key: Any, x: np.ndarray, y: np
 def _load_finished(model: keras.Model, stage_dir: Path) -> list[dict[str, float]]:
     with np.load(stage_dir / "weights.npz") as saved:
         model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
-    model.optimizer.build(model.trainable_variables)  # as after a fit, so the saved model is complete
     return json.loads((stage_dir / "done.json").read_text())
 
 

@@ -9,10 +9,12 @@ import pandas as pd
 import pytest
 from kedro.io import DataCatalog, DatasetError, MemoryDataset
 from kedro.runner import SequentialRunner
+from pydantic import ValidationError
 
 from cifar_kedro import cifar10
 from cifar_kedro.pipelines.data_processing import create_pipeline
 from cifar_kedro.pipelines.data_processing import nodes
+from cifar_kedro.pipelines.data_processing.schema import DataProcessingParams
 from tests.conftest import run_session, versions
 
 CLASSES = list(cifar10.LABEL_NAMES)
@@ -43,30 +45,34 @@ def test_assemble_splits_puts_the_red_plane_first_in_nhwc():
     assert class_names == CLASSES
 
 
+def split_params(seed: int = 0, fraction: float = 0.2) -> DataProcessingParams:
+    return DataProcessingParams(validation_fraction=fraction, seed=seed, sample_images_per_class=4)
+
+
 def test_split_is_stratified_seeded_and_keeps_images_with_labels():
     labels = np.repeat(np.arange(10), 50)
     images = np.zeros((500, 32, 32, 3), dtype=np.uint8)
     images[:, 0, 0, 0] = labels  # each image carries its label in a pixel
-    train, validation = nodes.split_train_validation({"images": images, "labels": labels}, 0.2, seed=3)
+    train, validation = nodes.split_train_validation({"images": images, "labels": labels}, split_params(3))
     assert len(train["labels"]) == 400 and len(validation["labels"]) == 100
     assert np.bincount(validation["labels"]).tolist() == [10] * 10
     for split in (train, validation):
         np.testing.assert_array_equal(split["images"][:, 0, 0, 0], split["labels"])
-    again, _ = nodes.split_train_validation({"images": images, "labels": labels}, 0.2, seed=3)
+    again, _ = nodes.split_train_validation({"images": images, "labels": labels}, split_params(3))
     np.testing.assert_array_equal(again["labels"], train["labels"])
-    other, _ = nodes.split_train_validation({"images": images, "labels": labels}, 0.2, seed=4)
+    other, _ = nodes.split_train_validation({"images": images, "labels": labels}, split_params(4))
     assert not np.array_equal(other["labels"], train["labels"])
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5])
-def test_split_refuses_a_fraction_outside_zero_one(fraction):
-    with pytest.raises(ValueError, match="data_processing.validation_fraction"):
-        nodes.split_train_validation({"images": np.zeros((10, 32, 32, 3)), "labels": np.arange(10)}, fraction, 0)
+def test_split_parameters_refuse_a_fraction_outside_zero_one(fraction):
+    with pytest.raises(ValidationError, match="validation_fraction"):
+        split_params(fraction=fraction)
 
 
 def test_data_report_counts_every_split_and_class():
     train, test, names = nodes.assemble_splits(nodes.ingest_batches(fake_source())[0])
-    train, validation = nodes.split_train_validation(train, 0.2, 0)
+    train, validation = nodes.split_train_validation(train, split_params())
     report = nodes.build_data_report(train, validation, test, names)
     assert list(report.columns) == ["split", "class_name", "count"]
     assert len(report) == 30 and report["count"].sum() == 290
@@ -75,7 +81,7 @@ def test_data_report_counts_every_split_and_class():
 
 def test_manifest_checksums_identify_the_splits():
     train, test, names = nodes.assemble_splits(nodes.ingest_batches(fake_source())[0])
-    train, validation = nodes.split_train_validation(train, 0.2, 0)
+    train, validation = nodes.split_train_validation(train, split_params())
     manifest = nodes.build_data_manifest({"source": "synthetic", "checksums": {"x": "1"}}, train, validation, test, names)
     expected = hashlib.sha256(test["images"].tobytes() + test["labels"].astype(np.int64).tobytes()).hexdigest()
     assert manifest["splits"]["test"]["sha256"] == expected
@@ -84,16 +90,14 @@ def test_manifest_checksums_identify_the_splits():
 
 def test_sample_grid_has_a_titled_row_per_class():
     train, _, names = nodes.assemble_splits(nodes.ingest_batches(fake_source())[0])
-    figure = nodes.plot_sample_images(train, names, images_per_class=4, seed=0)
+    figure = nodes.plot_sample_images(train, names, split_params())
     assert len(figure.axes) == 40
     assert [figure.axes[4 * i].get_title(loc="left") for i in range(10)] == names
 
 
 def test_pipeline_runs_on_an_in_memory_catalog():
-    params = {"validation_fraction": 0.2, "seed": 0, "sample_images_per_class": 2}
     catalog = DataCatalog({"cifar10_source": MemoryDataset(fake_source())})
-    for key, value in params.items():
-        catalog[f"params:data_processing.{key}"] = value
+    catalog["params:data_processing"] = split_params()
     outputs = SequentialRunner().run(create_pipeline(), catalog)
     assert set(outputs) == {"data_manifest", "data_report", "sample_images"}
     manifest = catalog.load("data_manifest")

@@ -12,19 +12,21 @@ import yaml
 
 from cifar_kedro import cifar10, models
 from cifar_kedro.pipelines.data_processing import nodes as data_nodes
+from cifar_kedro.pipelines.data_processing.schema import DataProcessingParams
 from cifar_kedro.pipelines.transfer_training import nodes
+from cifar_kedro.pipelines.transfer_training.schema import TransferTrainingParams
 from tests.conftest import PROJECT_ROOT, run_session, versions
 
 SIZE, ALPHA = 32, 0.35  # a small MobileNetV2 stands in for the 96 px, alpha 1 study model
 
 
-def base_params(**overrides) -> dict:
+def base_params(**overrides) -> TransferTrainingParams:
     params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_transfer_training.yml").read_text())
     params = params["transfer_training"] | {
         "image_size": SIZE, "alpha": ALPHA, "weights": "none", "batch_size": 64, "checkpoint_dir": None,
         "head_epochs": 1, "fine_tune_epochs": 1, "cache_features": True,
     }
-    return params | overrides
+    return TransferTrainingParams.model_validate(params | overrides)
 
 
 def synthetic_splits(tmp_path, seed: int, images_per_batch: int):
@@ -32,7 +34,8 @@ def synthetic_splits(tmp_path, seed: int, images_per_batch: int):
                                              test_images=10, seed=seed)
     raw, _ = data_nodes.ingest_batches({**cifar10.read_batches(folder), "source": "synthetic"})
     train, _, names = data_nodes.assemble_splits(raw)
-    return (*data_nodes.split_train_validation(train, 0.2, seed=0), names)
+    split = DataProcessingParams(validation_fraction=0.2, seed=0, sample_images_per_class=1)
+    return (*data_nodes.split_train_validation(train, split), names)
 
 
 def pretrain_backbone(images: np.ndarray, labels: np.ndarray, path) -> str:

@@ -25,6 +25,7 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 
 from cifar_kedro.pipelines.reporting import create_pipeline
 from cifar_kedro.pipelines.reporting import nodes, plots, report
+from cifar_kedro.pipelines.reporting.schema import ReportingParams
 from cifar_kedro.report_datasets import SAVE_VERSION, FigureDataset, VersionedTextDataset
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -36,16 +37,11 @@ MODELS = ("transfer", "cnn")
 # ----------------------------------------------------------------------------- fake inputs
 
 
-def _tiny_model(seed: int, augmentation: list) -> keras.Model:
-    """uint8 (None, 32, 32, 3) in, softmax (None, 10) out, with an ``augmentation`` layer."""
+def _tiny_model(seed: int) -> keras.Model:
+    """uint8 (None, 32, 32, 3) in, softmax (None, 10) out."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((32, 32, 3), dtype="uint8")
-    x = keras.layers.Rescaling(1.0, name="to_float")(inputs)
-    if augmentation:
-        x = keras.Sequential(augmentation, name="augmentation")(x)
-    else:  # an empty augmentation cannot be built inside a model: stand in with an identity layer
-        x = keras.layers.Identity(name="augmentation")(x)
-    x = keras.layers.Rescaling(1 / 255)(x)
+    x = keras.layers.Rescaling(1 / 255)(inputs)
     x = keras.layers.Conv2D(4, 3, activation="relu")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(10, activation="softmax")(x)
@@ -76,6 +72,7 @@ def inputs() -> dict:
         "transfer": {
             "model": "transfer", "architecture": "mobilenet_v2", "epochs": transfer_epochs,
             "train_seconds": 12.5, "params_total": 2_300_000, "params_trainable": 1_800_000, "batch_size": 128,
+            "augmentation": {"horizontal_flip": True, "shift": 0.1},
             "experiments": [
                 {"name": "ft100_lr1e-5", "fine_tune_at": 100, "learning_rate": 1e-5, "best_val_accuracy": 0.52,
                  "final_val_accuracy": 0.5, "epochs": transfer_epochs[2:]},
@@ -87,19 +84,17 @@ def inputs() -> dict:
         "cnn": {
             "model": "cnn", "architecture": "seed_cnn", "epochs": _epochs([("train", 3, 1e-3)], 0.4),
             "train_seconds": 4.0, "params_total": 120_000, "params_trainable": 120_000, "batch_size": 64,
-            "experiments": [], "selected_experiment": None,
+            "augmentation": {"horizontal_flip": True}, "experiments": [], "selected_experiment": None,
         },
     }
-    models = {
-        "transfer": _tiny_model(1, [keras.layers.RandomFlip("horizontal"), keras.layers.RandomTranslation(0.1, 0.1)]),
-        "cnn": _tiny_model(2, [keras.layers.RandomFlip("horizontal")]),
-    }
+    models = {"transfer": _tiny_model(1), "cnn": _tiny_model(2)}
     sha = hashlib.sha256(images.tobytes() + labels.astype("int64").tobytes()).hexdigest()
     manifest = {"source": "synthetic", "checksums": {"test_batch": "0" * 32},
                 "splits": {"train": {"count": 100, "sha256": "a" * 64}, "validation": {"count": 20, "sha256": "b" * 64},
                            "test": {"count": N_TEST, "sha256": sha}}}
     params = yaml.safe_load((PROJECT / "conf/base/parameters_reporting.yml").read_text())["reporting"]
     params["predict"]["batch_size"] = 16  # 60 images: three full batches and a partial one
+    params = ReportingParams.model_validate(params)
     return {
         "test_split": test_split, "class_names": CLASS_NAMES, "data_manifest": manifest, "params": params,
         "models": models, "histories": histories,
@@ -122,19 +117,11 @@ def _expected(model: keras.Model, test_split: dict) -> dict:
     }
 
 
-def _flatten_params(prefix: str, value) -> dict:
-    entries = {prefix: value}
-    if isinstance(value, dict):
-        for key, sub in value.items():
-            entries.update(_flatten_params(f"{prefix}.{key}", sub))
-    return entries
-
-
 def _input_datasets(inputs: dict) -> dict:
     data = {
         "test_split": inputs["test_split"], "class_names": inputs["class_names"],
         "data_manifest": inputs["data_manifest"],
-        **_flatten_params("params:reporting", inputs["params"]),
+        "params:reporting": inputs["params"],
         "params:transfer_training": {"epochs_head": 2, "epochs_fine_tune": 2},
         "params:cnn_training": {"epochs": 3},
     }
@@ -153,7 +140,7 @@ def _input_datasets(inputs: dict) -> dict:
 @pytest.mark.parametrize("model_name", MODELS)
 def test_metrics_equal_sklearn_on_model_predictions(inputs, model_name):
     model, split = inputs["models"][model_name], inputs["test_split"]
-    predictions = nodes.predict_test_split(model, split, inputs["params"]["predict"])
+    predictions = nodes.predict_test_split(model, split, inputs["params"])
     expected = _expected(model, split)
 
     np.testing.assert_allclose(predictions["probabilities"], expected["proba"], rtol=1e-5, atol=1e-6)
@@ -161,7 +148,7 @@ def test_metrics_equal_sklearn_on_model_predictions(inputs, model_name):
     np.testing.assert_array_equal(predictions["labels"], split["labels"])
     assert float(predictions["images_per_second"]) > 0
 
-    metrics, table = nodes.evaluate_predictions(predictions, CLASS_NAMES, inputs["params"]["metrics"])
+    metrics, table = nodes.evaluate_predictions(predictions, CLASS_NAMES, inputs["params"])
     assert metrics["test_accuracy"] == expected["accuracy"]
     assert metrics["test_loss"] == pytest.approx(expected["loss"], rel=1e-6)
     assert metrics["n_images"] == N_TEST
@@ -180,10 +167,10 @@ def test_metrics_equal_sklearn_on_model_predictions(inputs, model_name):
 def test_summary_and_comparison_from_history(inputs):
     summaries = []
     for m in MODELS:
-        predictions = nodes.predict_test_split(inputs["models"][m], inputs["test_split"], inputs["params"]["predict"])
-        metrics, _ = nodes.evaluate_predictions(predictions, CLASS_NAMES, inputs["params"]["metrics"])
+        predictions = nodes.predict_test_split(inputs["models"][m], inputs["test_split"], inputs["params"])
+        metrics, _ = nodes.evaluate_predictions(predictions, CLASS_NAMES, inputs["params"])
         summaries.append(nodes.summarise_model(inputs["histories"][m], inputs["validation_metrics"][m], metrics))
-    table, by_model = nodes.build_model_comparison(inputs["params"]["study_reference"], *summaries)
+    table, by_model = nodes.build_model_comparison(inputs["params"], *summaries)
 
     required = {"model", "test_accuracy", "test_loss", "best_val_accuracy", "final_train_accuracy",
                 "final_val_accuracy", "overfit_gap", "epochs", "params_total", "params_trainable",
@@ -201,7 +188,7 @@ def test_summary_and_comparison_from_history(inputs):
         assert row["best_val_accuracy"] == max(e["val_accuracy"] for e in epochs)
         assert row["params_total"] == history["params_total"]
         assert row["train_seconds"] == history["train_seconds"]
-        assert row["study_test_accuracy"] == inputs["params"]["study_reference"]["test_accuracy"][row["model"]]
+        assert row["study_test_accuracy"] == inputs["params"].study_reference.test_accuracy[row["model"]]
     stages = by_model["transfer"]["stages"]
     assert [(s["stage"], s["first_epoch"], s["last_epoch"]) for s in stages] == [("head", 1, 2), ("fine_tune", 3, 4)]
 
@@ -216,36 +203,27 @@ def test_mcnemar_and_wilson():
     assert (low, high) == pytest.approx((0.4038, 0.5962), abs=1e-4)
 
 
-def test_augmentation_examples_are_seeded_and_leave_the_model_alone(inputs):
-    model, images = inputs["models"]["transfer"], inputs["test_split"]["images"][:3]
-    before = [keras.ops.convert_to_numpy(v) for v in model.get_layer("augmentation").variables]
-    first, names = plots.augment_examples(model, images, 4, seed=0)
-    again, _ = plots.augment_examples(model, images, 4, seed=0)
+def test_augmentation_examples_are_seeded_draws_of_the_recorded_augmentation(inputs):
+    images = inputs["test_split"]["images"][:3]
+    config = inputs["histories"]["transfer"]["augmentation"]
+    first, names = plots.augment_examples(config, images, 4, seed=0)
+    again, _ = plots.augment_examples(config, images, 4, seed=0)
     assert first.shape == (3, 4, 32, 32, 3) and first.dtype == np.uint8
     assert names == ["RandomFlip", "RandomTranslation"]
     np.testing.assert_array_equal(first, again)
-    after = [keras.ops.convert_to_numpy(v) for v in model.get_layer("augmentation").variables]
-    assert all(np.array_equal(b, a) for b, a in zip(before, after))
+    assert not np.array_equal(first[:, 0], first[:, 1])  # the draws differ from each other
 
-    identity = _tiny_model(3, [])
-    same, names = plots.augment_examples(identity, images, 2, seed=0)
+    same, names = plots.augment_examples({}, images, 2, seed=0)
     assert names == []
     np.testing.assert_array_equal(same[:, 0], images)
-
-    # a wrapper model (e.g. flip test-time augmentation) nests the augmentation one level down
-    inputs = keras.Input((32, 32, 3), dtype="uint8")
-    wrapped = keras.Model(inputs, keras.layers.Average()([model(inputs), model(inputs)]))
-    nested, names = plots.augment_examples(wrapped, images, 4, seed=0)
-    assert names == ["RandomFlip", "RandomTranslation"]
-    np.testing.assert_array_equal(nested, first)
 
 
 def test_plots_are_figures(inputs):
     history = inputs["histories"]["transfer"]
-    params = inputs["params"]["plots"]
-    fig = plots.plot_training_curves(history, params["training_curves"])
+    params = inputs["params"]
+    fig = plots.plot_training_curves(history, params)
     assert isinstance(fig, Figure) and len(fig.axes) == 3
-    empty = plots.plot_fine_tune_experiments(params["fine_tune_experiments"], inputs["histories"]["cnn"])
+    empty = plots.plot_fine_tune_experiments(params, inputs["histories"]["cnn"])
     assert "No fine-tune variants" in " ".join(t.get_text() for t in empty.axes[0].texts)
 
 
@@ -287,8 +265,8 @@ def test_pipeline_nodes_are_named_and_models_share_functions():
 def test_report_numbers_equal_sklearn(inputs, memory_run):
     table = memory_run.load("model_comparison")
     report = memory_run.load("comparison_report")
-    decimals = inputs["params"]["report"]["percent_decimals"]
-    places = inputs["params"]["report"]["metric_decimals"]
+    decimals = inputs["params"].report.percent_decimals
+    places = inputs["params"].report.metric_decimals
     for m in MODELS:
         expected = _expected(inputs["models"][m], inputs["test_split"])
         row = table.set_index("model").loc[m]
@@ -338,7 +316,7 @@ def test_report_contains_each_model_row_and_sections(inputs, memory_run):
 def test_manifest_mismatch_is_reported(inputs):
     changed = copy.deepcopy(inputs["data_manifest"])
     changed["splits"]["test"]["sha256"] = "f" * 64
-    metadata = nodes.collect_run_metadata(["numpy"], changed, inputs["test_split"])
+    metadata = nodes.collect_run_metadata(changed, inputs["test_split"], inputs["params"])
     assert metadata["data"]["test_split_matches_manifest"] is False
 
 

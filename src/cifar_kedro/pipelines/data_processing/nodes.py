@@ -12,6 +12,8 @@ from sklearn.model_selection import train_test_split
 from cifar_kedro import cifar10
 from cifar_kedro.splits import Split, split_sha256
 
+from .schema import DataProcessingParams
+
 
 def ingest_batches(source: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The validated batches exactly as read, as flat arrays (``<file>.data``, ``<file>.labels``),
@@ -37,17 +39,11 @@ def assemble_splits(raw_batches: dict[str, np.ndarray]) -> tuple[Split, Split, l
     return train, test, [str(name) for name in raw_batches["label_names"]]
 
 
-def split_train_validation(train: Split, validation_fraction: float, seed: int) -> tuple[Split, Split]:
+def split_train_validation(train: Split, params: DataProcessingParams) -> tuple[Split, Split]:
     """A stratified, seeded split; images and labels are indexed together so they stay aligned."""
-    if not 0.0 < validation_fraction < 1.0:
-        raise ValueError(
-            f"data_processing.validation_fraction must be between 0 and 1 (exclusive), got "
-            f"{validation_fraction}; set it in conf/base/parameters_data_processing.yml or with "
-            f'--params "data_processing.validation_fraction=0.2".'
-        )
     indices = np.arange(len(train["labels"]))
     train_idx, val_idx = train_test_split(
-        indices, test_size=validation_fraction, stratify=train["labels"], random_state=seed
+        indices, test_size=params.validation_fraction, stratify=train["labels"], random_state=params.seed
     )
     take = lambda idx: {"images": train["images"][idx], "labels": train["labels"][idx]}  # noqa: E731
     return take(train_idx), take(val_idx)
@@ -83,9 +79,10 @@ def build_data_report(train: Split, validation: Split, test: Split, class_names:
     return pd.DataFrame(rows, columns=["split", "class_name", "count"])
 
 
-def plot_sample_images(train: Split, class_names: list[str], images_per_class: int, seed: int) -> Figure:
-    """A grid with one row per class: ``images_per_class`` random training images, titled by class."""
-    rng = np.random.default_rng(seed)
+def plot_sample_images(train: Split, class_names: list[str], params: DataProcessingParams) -> Figure:
+    """A grid with one row per class: ``sample_images_per_class`` random training images, titled by class."""
+    images_per_class = params.sample_images_per_class
+    rng = np.random.default_rng(params.seed)
     fig = Figure(figsize=(images_per_class * 1.1, len(class_names) * 1.2))
     axes = fig.subplots(len(class_names), images_per_class, squeeze=False)
     for label, class_name in enumerate(class_names):

@@ -24,7 +24,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 split_train_validation,
-                ["cifar10_train", "params:data_processing.validation_fraction", "params:data_processing.seed"],
+                ["cifar10_train", "params:data_processing"],
                 ["train_split", "validation_split"],
                 name="split_train_validation",
             ),
@@ -42,12 +42,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 plot_sample_images,
-                [
-                    "train_split",
-                    "class_names",
-                    "params:data_processing.sample_images_per_class",
-                    "params:data_processing.seed",
-                ],
+                ["train_split", "class_names", "params:data_processing"],
                 "sample_images",
                 name="plot_sample_images",
             ),

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel
 from sklearn.metrics import (
     accuracy_score,
     classification_report,
@@ -29,6 +30,8 @@ from sklearn.metrics import (
 )
 
 from cifar_kedro.splits import split_sha256
+
+from .schema import ReportingParams
 
 # Columns of ``model_comparison`` (one row per model), in order.
 COMPARISON_COLUMNS = [
@@ -48,7 +51,7 @@ EXPERIMENT_COLUMNS = [
 # ----------------------------------------------------------------------------- per model: numbers
 
 
-def predict_test_split(model: Any, test_split: dict[str, np.ndarray], params: dict[str, Any]) -> dict[str, np.ndarray]:
+def predict_test_split(model: Any, test_split: dict[str, np.ndarray], params: ReportingParams) -> dict[str, np.ndarray]:
     """Predict the test split once; time the prediction after a warm-up.
 
     The warm-up predicts one full batch (and the last, partial batch's shape) so that graph
@@ -60,7 +63,7 @@ def predict_test_split(model: Any, test_split: dict[str, np.ndarray], params: di
     """
     images = test_split["images"]
     labels = np.asarray(test_split["labels"], dtype="int64")
-    batch_size = int(params["batch_size"])
+    batch_size = params.predict.batch_size
     n_images = len(images)
     if n_images == 0:
         raise ValueError("The test split is empty.")
@@ -99,7 +102,7 @@ def wilson_interval(successes: int, n: int, confidence: float) -> tuple[float, f
 
 
 def evaluate_predictions(
-    predictions: dict[str, np.ndarray], class_names: list[str], params: dict[str, Any]
+    predictions: dict[str, np.ndarray], class_names: list[str], params: ReportingParams
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Test metrics of one model, all from scikit-learn.
 
@@ -121,7 +124,7 @@ def evaluate_predictions(
     )
     counts = confusion_matrix(y_true, y_pred, labels=labels)
     n_images = len(y_true)
-    ci_low, ci_high = wilson_interval(int(np.sum(y_true == y_pred)), n_images, float(params["confidence"]))
+    ci_low, ci_high = wilson_interval(int(np.sum(y_true == y_pred)), n_images, params.metrics.confidence)
 
     def scores(entry: dict[str, float]) -> dict[str, float]:
         return {
@@ -136,7 +139,7 @@ def evaluate_predictions(
         "test_accuracy": accuracy,
         "test_accuracy_ci_low": ci_low,
         "test_accuracy_ci_high": ci_high,
-        "confidence": float(params["confidence"]),
+        "confidence": params.metrics.confidence,
         "test_loss": loss,
         "macro_avg": scores(report["macro avg"]),
         "weighted_avg": scores(report["weighted avg"]),
@@ -227,7 +230,7 @@ def summarise_model(
 
 
 def build_model_comparison(
-    study_reference: dict[str, Any], *summaries: dict[str, Any]
+    params: ReportingParams, *summaries: dict[str, Any]
 ) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
     """The comparison table — one row per model, ranked by test accuracy (1 = best) — and the
     models' summaries keyed by model name, in the same order.
@@ -238,7 +241,7 @@ def build_model_comparison(
     names = [summary["model"] for summary in summaries]
     if len(set(names)) != len(names):
         raise ValueError(f"Duplicate model names in the summaries: {names}.")
-    reference = study_reference.get("test_accuracy") or {}
+    reference = params.study_reference.test_accuracy
     rows = [{column: summary.get(column) for column in COMPARISON_COLUMNS} for summary in summaries]
     table = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     table["study_test_accuracy"] = [float(reference.get(model, np.nan)) for model in table["model"]]
@@ -261,7 +264,7 @@ def mcnemar_test(only_a: int, only_b: int, exact_below: int) -> tuple[float, str
     return math.erfc(math.sqrt(chi2 / 2)), "chi-squared with continuity correction"
 
 
-def compare_paired_predictions(params: dict[str, Any], **predictions: dict[str, np.ndarray]) -> dict[str, Any]:
+def compare_paired_predictions(params: ReportingParams, **predictions: dict[str, np.ndarray]) -> dict[str, Any]:
     """Are the models' test accuracies different? McNemar's test on every pair of models.
 
     All models must have been predicted on the same test images (identical label arrays).
@@ -275,7 +278,7 @@ def compare_paired_predictions(params: dict[str, Any], **predictions: dict[str, 
         correct_b = pred_b["predictions"] == labels
         only_a = int(np.sum(correct_a & ~correct_b))
         only_b = int(np.sum(~correct_a & correct_b))
-        p_value, method = mcnemar_test(only_a, only_b, int(params["mcnemar_exact_below"]))
+        p_value, method = mcnemar_test(only_a, only_b, params.metrics.mcnemar_exact_below)
         pairs.append({
             "model_a": name_a,
             "model_b": name_b,
@@ -344,7 +347,7 @@ def _accelerators(backend: str) -> list[str]:
 
 
 def collect_run_metadata(
-    packages: list[str], data_manifest: dict[str, Any], test_split: dict[str, np.ndarray], **parameters: Any
+    data_manifest: dict[str, Any], test_split: dict[str, np.ndarray], reporting: ReportingParams, **training: Any
 ) -> dict[str, Any]:
     """What the report was computed with: package versions, Keras backend, device, data version and
     checksums (and whether the test split matches the manifest), and the parameters."""
@@ -365,7 +368,7 @@ def collect_run_metadata(
             "platform": platform.platform(),
         },
         "python": sys.version.split()[0],
-        "packages": {package: _version(package) for package in packages},
+        "packages": {package: _version(package) for package in reporting.report.packages},
         "data": {
             "source": data_manifest.get("source"),
             "checksums": data_manifest.get("checksums") or {},
@@ -374,5 +377,9 @@ def collect_run_metadata(
             "test_split_sha256": digest,
             "test_split_matches_manifest": None if expected is None else digest == expected,
         },
-        "parameters": parameters,
+        # A pipeline run on its own gets the other pipelines' parameters unvalidated (plain dicts).
+        "parameters": {
+            name: params.model_dump(mode="json") if isinstance(params, BaseModel) else params
+            for name, params in {"reporting": reporting, **training}.items()
+        },
     }

@@ -26,13 +26,13 @@ def _model_nodes(model: str) -> list[Node]:
     return [
         Node(
             nodes.predict_test_split,
-            inputs=[f"{model}_model", "test_split", "params:reporting.predict"],
+            inputs=[f"{model}_model", "test_split", "params:reporting"],
             outputs=predictions,
             name=f"predict_{model}_test_split",
         ),
         Node(
             nodes.evaluate_predictions,
-            inputs=[predictions, "class_names", "params:reporting.metrics"],
+            inputs=[predictions, "class_names", "params:reporting"],
             outputs=[f"{model}_test_metrics", f"{model}_classification_report"],
             name=f"evaluate_{model}_test_predictions",
         ),
@@ -44,25 +44,25 @@ def _model_nodes(model: str) -> list[Node]:
         ),
         Node(
             plots.plot_confusion_matrix,
-            inputs=[summary, "params:reporting.plots.confusion_matrix"],
+            inputs=[summary, "params:reporting"],
             outputs=f"{model}_confusion_matrix",
             name=f"plot_{model}_confusion_matrix",
         ),
         Node(
             plots.plot_sample_predictions,
-            inputs=[summary, "test_split", predictions, "params:reporting.plots.sample_predictions"],
+            inputs=[summary, "test_split", predictions, "params:reporting"],
             outputs=f"{model}_sample_predictions",
             name=f"plot_{model}_sample_predictions",
         ),
         Node(
             plots.plot_training_curves,
-            inputs=[f"{model}_history", "params:reporting.plots.training_curves"],
+            inputs=[f"{model}_history", "params:reporting"],
             outputs=f"{model}_training_curves",
             name=f"plot_{model}_training_curves",
         ),
         Node(
             plots.plot_augmentation_examples,
-            inputs=[f"{model}_model", f"{model}_history", "test_split", "params:reporting.plots.augmentation_examples"],
+            inputs=[f"{model}_history", "test_split", "params:reporting"],
             outputs=f"{model}_augmentation_examples",
             name=f"plot_{model}_augmentation_examples",
         ),
@@ -76,19 +76,19 @@ def create_pipeline(**kwargs) -> Pipeline:
     comparison_nodes = [
         Node(
             nodes.build_model_comparison,
-            inputs=["params:reporting.study_reference", *(f"{model}_summary" for model in MODELS)],
+            inputs=["params:reporting", *(f"{model}_summary" for model in MODELS)],
             outputs=["model_comparison", "model_summaries"],
             name="build_model_comparison",
         ),
         Node(
             nodes.compare_paired_predictions,
-            inputs={"params": "params:reporting.metrics", **{model: f"{model}_test_predictions" for model in MODELS}},
+            inputs={"params": "params:reporting", **{model: f"{model}_test_predictions" for model in MODELS}},
             outputs="paired_comparison",
             name="compare_paired_predictions",
         ),
         Node(
             plots.plot_model_comparison,
-            inputs=["model_comparison", "params:reporting.plots.model_comparison"],
+            inputs=["model_comparison", "params:reporting"],
             outputs="model_comparison_chart",
             name="plot_model_comparison",
         ),
@@ -100,14 +100,13 @@ def create_pipeline(**kwargs) -> Pipeline:
         ),
         Node(
             plots.plot_fine_tune_experiments,
-            inputs=["params:reporting.plots.fine_tune_experiments", *histories],
+            inputs=["params:reporting", *histories],
             outputs="fine_tune_experiments_chart",
             name="plot_fine_tune_experiments",
         ),
         Node(
             nodes.collect_run_metadata,
             inputs={
-                "packages": "params:reporting.report.packages",
                 "data_manifest": "data_manifest",
                 "test_split": "test_split",
                 "reporting": "params:reporting",

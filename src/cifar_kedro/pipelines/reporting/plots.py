@@ -16,9 +16,11 @@ from sklearn.metrics import (
     ConfusionMatrixDisplay,
 )
 
-from cifar_kedro.models import find_layer
+from cifar_kedro.augmentation import build_augmentation
+from cifar_kedro.schemas import Augmentation
 
 from .nodes import training_stages
+from .schema import ReportingParams
 
 # ----------------------------------------------------------------------------- plots
 
@@ -27,14 +29,14 @@ def _label(record: dict[str, Any]) -> str:
     return f"{record['model']} ({record['architecture']})"
 
 
-def plot_confusion_matrix(summary: dict[str, Any], params: dict[str, Any]) -> Figure:
+def plot_confusion_matrix(summary: dict[str, Any], params: ReportingParams) -> Figure:
     """Confusion matrix of the test split: counts and row-normalized (recall on the diagonal)."""
     counts = np.asarray(summary["confusion_matrix"])
     row_sums = counts.sum(axis=1, keepdims=True)
     normalized = np.divide(counts, row_sums, out=np.zeros(counts.shape, dtype=float), where=row_sums > 0)
     names = summary["class_names"]
 
-    fig = Figure(figsize=tuple(params["figsize"]), layout="constrained")
+    fig = Figure(figsize=tuple(params.plots.confusion_matrix.figsize), layout="constrained")
     ax_counts, ax_norm = fig.subplots(1, 2)
     ConfusionMatrixDisplay(counts, display_labels=names).plot(
         ax=ax_counts, cmap="Blues", values_format="d", xticks_rotation=45
@@ -53,16 +55,17 @@ def plot_confusion_matrix(summary: dict[str, Any], params: dict[str, Any]) -> Fi
 
 def plot_sample_predictions(
     summary: dict[str, Any], test_split: dict[str, np.ndarray], predictions: dict[str, np.ndarray],
-    params: dict[str, Any],
+    params: ReportingParams,
 ) -> Figure:
     """A grid of test images, true → predicted class with the confidence; mistakes framed in red.
 
     The images are a seeded random draw, the same for every model.
     """
-    rows, cols, cell = int(params["rows"]), int(params["cols"]), float(params["cell_size"])
+    grid = params.plots.sample_predictions
+    rows, cols, cell = grid.rows, grid.cols, grid.cell_size
     images, labels = test_split["images"], predictions["labels"]
     n_shown = min(rows * cols, len(images))
-    indices = np.sort(np.random.default_rng(int(params["seed"])).choice(len(images), n_shown, replace=False))
+    indices = np.sort(np.random.default_rng(grid.seed).choice(len(images), n_shown, replace=False))
     names = summary["class_names"]
 
     fig = Figure(figsize=(cols * cell, rows * cell * 1.25), layout="constrained")
@@ -90,14 +93,14 @@ def plot_sample_predictions(
     return fig
 
 
-def plot_training_curves(history: dict[str, Any], params: dict[str, Any]) -> Figure:
+def plot_training_curves(history: dict[str, Any], params: ReportingParams) -> Figure:
     """Accuracy, loss and learning rate per epoch, train vs validation; stage boundaries marked."""
     epochs = history["epochs"]
     x = [record["epoch"] for record in epochs]
     stages = training_stages(epochs)
     best = max(epochs, key=lambda record: record["val_accuracy"])
 
-    fig = Figure(figsize=tuple(params["figsize"]), layout="constrained")
+    fig = Figure(figsize=tuple(params.plots.training_curves.figsize), layout="constrained")
     ax_acc, ax_loss, ax_lr = fig.subplots(1, 3)
     panels = [(ax_acc, "accuracy", "Accuracy"), (ax_loss, "loss", "Loss")]
     for ax, key, title in panels:
@@ -133,43 +136,33 @@ def plot_training_curves(history: dict[str, Any], params: dict[str, Any]) -> Fig
     return fig
 
 
-AUGMENTATION_LAYER = "augmentation"
+def augment_examples(config: dict[str, Any], images: np.ndarray, n_augmented: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """``n_augmented`` seeded draws of the augmentation ``config`` (as recorded in a model's
+    history) for each image, built by the same module that trained the model.
 
-
-def augment_examples(model: Any, images: np.ndarray, n_augmented: int, seed: int) -> tuple[np.ndarray, list[str]]:
-    """``n_augmented`` draws of the model's ``augmentation`` layer for each image (uint8 out).
-
-    The draw is seeded without touching the model: its random layers' seed states are overridden
-    inside a ``keras.StatelessScope``. Returns the (n_images, n_augmented, H, W, C) draws and the
-    augmentation's layer names (empty for an empty augmentation, which is the identity).
+    Returns the (n_images, n_augmented, H, W, C) uint8 draws and the augmentation's layer names
+    (empty when nothing is switched on).
     """
     import keras
 
-    augmentation = find_layer(model, AUGMENTATION_LAYER)
-    sub_layers = getattr(augmentation, "layers", None)
-    batch = np.repeat(images, n_augmented, axis=0).astype("float32")
-    if isinstance(augmentation, keras.layers.Identity) or (sub_layers is not None and not sub_layers):
-        augmented, layer_names = batch, []
-    else:
-        layer_names = [type(layer).__name__ for layer in sub_layers] if sub_layers else [type(augmentation).__name__]
-        seed_states = [v for v in augmentation.variables if v.name == "seed_generator_state"]
-        mapping = [(v, np.array([seed + i, 0], dtype=v.dtype)) for i, v in enumerate(seed_states)]
-        with keras.StatelessScope(state_mapping=mapping):
-            augmented = keras.ops.convert_to_numpy(augmentation(batch, training=True))
+    layer = build_augmentation(Augmentation.model_validate(config), seed=seed)
+    batch = np.repeat(images, n_augmented, axis=0)
+    layer_names = [type(step).__name__ for step in getattr(layer, "layers", [])]
+    augmented = keras.ops.convert_to_numpy(layer(batch.astype("float32"), training=True)) if layer_names else batch
     augmented = np.clip(np.round(augmented), 0, 255).astype("uint8")
     return augmented.reshape(len(images), n_augmented, *augmented.shape[1:]), layer_names
 
 
 def plot_augmentation_examples(
-    model: Any, history: dict[str, Any], test_split: dict[str, np.ndarray], params: dict[str, Any]
+    history: dict[str, Any], test_split: dict[str, np.ndarray], params: ReportingParams
 ) -> Figure:
-    """Original test images beside draws of the model's own augmentation (as the study showed)."""
-    n_images, n_augmented = int(params["n_images"]), int(params["n_augmented"])
-    cell, seed = float(params["cell_size"]), int(params["seed"])
+    """Original test images beside draws of the augmentation the model was trained with (as the study showed)."""
+    examples = params.plots.augmentation_examples
+    n_images, n_augmented, cell, seed = examples.n_images, examples.n_augmented, examples.cell_size, examples.seed
     images = test_split["images"]
     indices = np.sort(np.random.default_rng(seed).choice(len(images), min(n_images, len(images)), replace=False))
     originals = images[indices]
-    augmented, layer_names = augment_examples(model, originals, n_augmented, seed)
+    augmented, layer_names = augment_examples(history["augmentation"], originals, n_augmented, seed)
 
     fig = Figure(figsize=((1 + n_augmented) * cell, len(originals) * cell), layout="constrained")
     axes = fig.subplots(len(originals), 1 + n_augmented, squeeze=False)
@@ -187,13 +180,13 @@ def plot_augmentation_examples(
     return fig
 
 
-def plot_model_comparison(model_comparison: pd.DataFrame, params: dict[str, Any]) -> Figure:
+def plot_model_comparison(model_comparison: pd.DataFrame, params: ReportingParams) -> Figure:
     """Bar charts of the comparison: test accuracy (interval, study's figure), train / val / test
     accuracy, parameters, training time and prediction speed."""
     table = model_comparison
     models = list(table["model"])
     x = np.arange(len(models))
-    fig = Figure(figsize=tuple(params["figsize"]), layout="constrained")
+    fig = Figure(figsize=tuple(params.plots.model_comparison.figsize), layout="constrained")
     ax_test, ax_split, ax_params, ax_time, ax_speed = fig.subplots(1, 5)
 
     errors = np.vstack([table["test_accuracy"] - table["test_accuracy_ci_low"],
@@ -235,9 +228,9 @@ def plot_model_comparison(model_comparison: pd.DataFrame, params: dict[str, Any]
     return fig
 
 
-def plot_fine_tune_experiments(params: dict[str, Any], *histories: dict[str, Any]) -> Figure:
+def plot_fine_tune_experiments(params: ReportingParams, *histories: dict[str, Any]) -> Figure:
     """Validation accuracy per epoch of every recorded fine-tune variant; the selected one bold."""
-    fig = Figure(figsize=tuple(params["figsize"]), layout="constrained")
+    fig = Figure(figsize=tuple(params.plots.fine_tune_experiments.figsize), layout="constrained")
     ax = fig.subplots()
     n_plotted = 0
     for history in histories:

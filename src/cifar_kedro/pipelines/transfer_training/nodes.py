@@ -12,86 +12,87 @@ import time
 from typing import Any
 
 import keras
+import numpy as np
 
-from cifar_kedro import augmentation, models, training
+from cifar_kedro import models, training
 from cifar_kedro.splits import Split
 from cifar_kedro.training import validation_metrics
+
+from .schema import TransferTrainingParams
 
 __all__ = ["build_model", "train_head", "fine_tune", "validation_metrics"]
 
 logger = logging.getLogger(__name__)
 
 
-def build_model(train: Split, class_names: list[str], params: dict[str, Any]) -> keras.Model:
+def build_model(train: Split, class_names: list[str], params: TransferTrainingParams) -> keras.Model:
     """The study's architecture on raw uint8 images, base frozen.
 
     A randomly initialised base (``weights: none``) gets its BatchNormalization statistics from
     ``batchnorm_calibration_images`` training images (see ``models.calibrate_batchnorm``).
     """
-    training.configure(seed=params["seed"], mixed_precision=params["mixed_precision"])
+    training.configure(seed=params.seed, mixed_precision=params.mixed_precision)
     model = models.build_transfer_model(
-        augmentation.build_augmentation(params["augmentation"], seed=params["seed"]),
         num_classes=len(class_names),
-        image_size=params["image_size"],
-        weights=params["weights"],
-        alpha=params["alpha"],
-        dropout=params["dropout"],
+        input_shape=train["images"].shape[1:],
+        image_size=params.image_size,
+        weights=params.weights,
+        alpha=params.alpha,
+        dropout=params.dropout,
     )
-    if models.is_random_init(params["weights"]):
-        models.calibrate_batchnorm(model, train["images"][: params["batchnorm_calibration_images"]])
+    if models.is_random_init(params.weights):
+        models.calibrate_batchnorm(model, train["images"][: params.batchnorm_calibration_images])
     return model
 
 
-def _model_key(params: dict[str, Any]) -> dict[str, Any]:
-    keys = ("seed", "image_size", "weights", "alpha", "dropout", "augmentation", "mixed_precision", "batch_size",
-            "batchnorm_calibration_images")
-    return {key: params[key] for key in keys}
+def _model_key(params: TransferTrainingParams) -> dict[str, Any]:
+    """What defines the model a stage starts from (the resume key's common part)."""
+    keys = {"seed", "image_size", "weights", "alpha", "dropout", "augmentation", "mixed_precision", "batch_size",
+            "batchnorm_calibration_images", "optimizer", "label_smoothing"}
+    return params.model_dump(mode="json", include=keys)
 
 
-def _fit_args(params: dict[str, Any], stage: str, epochs: int, learning_rate: float, resume_key: dict) -> dict:
+def _fit_args(params: TransferTrainingParams, stage: str, epochs: int, learning_rate, resume_key: dict) -> dict:
     """The keywords of ``training.fit`` for one stage of this pipeline."""
     return dict(
         stage=stage,
         epochs=epochs,
-        batch_size=params["batch_size"],
-        optimizer={**params["optimizer"], "learning_rate": learning_rate},
-        label_smoothing=params["label_smoothing"],
-        jit_compile=params["jit_compile"],
-        checkpoint_dir=params["checkpoint_dir"],
-        resume_key=resume_key,
+        batch_size=params.batch_size,
+        optimizer=params.optimizer,
+        learning_rate=learning_rate,
+        label_smoothing=params.label_smoothing,
+        jit_compile=params.jit_compile,
+        seed=params.seed,
+        checkpoint_dir=params.checkpoint_dir,
+        resume_key={**resume_key, "learning_rate": _plain(learning_rate)},
     )
 
 
+def _plain(value: Any) -> Any:
+    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+
+
 def train_head(
-    model: keras.Model, train: Split, validation: Split, params: dict[str, Any]
+    model: keras.Model, train: Split, validation: Split, params: TransferTrainingParams
 ) -> tuple[keras.Model, dict[str, Any]]:
     """Train the new head with the base frozen.
 
     With ``cache_features`` the frozen base runs once over the images and the head (dropout +
-    dense) trains on its pooled features: same result without augmentation, many times faster.
+    dense) trains on its pooled features — many times faster, without augmentation.
     """
     fit_args = _fit_args(
-        params, "head", params["head_epochs"], params["head_learning_rate"],
-        resume_key={**_model_key(params), "cache_features": params["cache_features"]},
+        params, "head", params.head_epochs, params.head_learning_rate,
+        resume_key={**_model_key(params), "cache_features": params.cache_features},
     )
     start = time.perf_counter()
-    if params["cache_features"]:
-        if augmentation.is_active(params["augmentation"]):
-            logger.info("cache_features: the head trains on un-augmented features of the frozen base.")
+    if params.cache_features:
         extractor = models.feature_extractor(model)
-        features = {
-            name: training.predict(extractor, split["images"], params["eval_batch_size"])
-            for name, split in (("train", train), ("validation", validation))
-        }
-        records = training.fit(
-            models.head_on_features(model),
-            (features["train"], train["labels"]),
-            (features["validation"], validation["labels"]),
-            **fit_args,
-        )
+        features = [training.predict(extractor, split["images"], params.eval_batch_size) for split in (train, validation)]
+        records = training.fit(models.head_on_features(model), (features[0], train["labels"]),
+                               (features[1], validation["labels"]), **fit_args)
     else:
         records = training.fit(model, (train["images"], train["labels"]), (validation["images"], validation["labels"]),
-                               **fit_args)
+                               augmentation=params.augmentation, **fit_args)
     seconds = time.perf_counter() - start
     return model, {"stage": "head", "epochs": records, "seconds": seconds}
 
@@ -101,35 +102,52 @@ def fine_tune(
     head_history: dict[str, Any],
     train: Split,
     validation: Split,
-    params: dict[str, Any],
+    params: TransferTrainingParams,
 ) -> tuple[keras.Model, dict[str, Any]]:
-    """Fine-tune a copy of the head-trained model per experiment; keep the best by validation accuracy.
+    """Fine-tune the head-trained model once per experiment (each from the same head-trained
+    weights); keep the best by final validation accuracy.
 
-    Returns the chosen model and the history of the whole run: the head epochs followed by the
-    chosen experiment's epochs (``stage`` marks which), plus every experiment's own record.
+    With ``cache_features`` the frozen layers below the experiment's ``fine_tune_at`` run once
+    over the images (and over each of ``cached_views``) and only the layers above train, on
+    those activations (``models.split_for_fine_tuning``).
+
+    Returns the chosen model (with ``tta_flip``, wrapped to average each image with its mirror
+    image) and the history of the whole run: the head epochs followed by the chosen experiment's
+    epochs (``stage`` marks which), plus every experiment's own record.
     """
     head_weights = model.get_weights()
+    cached: dict[str, tuple] = {}  # block boundary -> cached (train, validation) activations
     results, best = [], None
-    for experiment in params["fine_tune_experiments"]:
+    for experiment in params.fine_tune_experiments:
         setting = {
-            "fine_tune_at": experiment.get("fine_tune_at", params["fine_tune_at"]),
-            "learning_rate": experiment.get("learning_rate", params["fine_tune_learning_rate"]),
-            "epochs": experiment.get("epochs", params["fine_tune_epochs"]),
+            "fine_tune_at": _given(experiment.fine_tune_at, params.fine_tune_at),
+            "learning_rate": _given(experiment.learning_rate, params.fine_tune_learning_rate),
+            "epochs": _given(experiment.epochs, params.fine_tune_epochs),
         }
-        name = f"at{setting['fine_tune_at']}_lr{setting['learning_rate']:g}"
+        name = f"at{setting['fine_tune_at']}_lr{_rate_label(setting['learning_rate'])}"
         model.set_weights(head_weights)
-        models.unfreeze_backbone(model, setting["fine_tune_at"])
+        models.unfreeze_backbone(model, setting["fine_tune_at"], batchnorm=params.fine_tune_batchnorm,
+                                 batchnorm_momentum=params.fine_tune_batchnorm_momentum)
+        fit_args = _fit_args(params, f"fine_tune_{name}", setting["epochs"], setting["learning_rate"],
+                             resume_key={**_model_key(params), "head": head_history["epochs"], **_plain(setting),
+                                         "batchnorm": [params.fine_tune_batchnorm,
+                                                       params.fine_tune_batchnorm_momentum],
+                                         "cached_views": params.cached_views if params.cache_features else None})
         start = time.perf_counter()
-        records = training.fit(
-            model,
-            (train["images"], train["labels"]),
-            (validation["images"], validation["labels"]),
-            **_fit_args(params, f"fine_tune_{name}", setting["epochs"], setting["learning_rate"],
-                        resume_key={**_model_key(params), "head": head_history["epochs"], **setting}),
-        )
+        split = models.split_for_fine_tuning(model, setting["fine_tune_at"]) if params.cache_features else None
+        if split is not None:
+            if split.boundary not in cached:
+                cached[split.boundary] = _activations(split.bottom, train, validation, params)
+            (x_train, y_train), validation_data = cached[split.boundary]
+            records = training.fit(split.top, (x_train, y_train), validation_data, **fit_args)
+        else:
+            records = training.fit(model, (train["images"], train["labels"]),
+                                   (validation["images"], validation["labels"]),
+                                   augmentation=params.augmentation, **fit_args)
         result = {
             "name": name,
-            **{k: setting[k] for k in ("fine_tune_at", "learning_rate")},
+            "fine_tune_at": setting["fine_tune_at"],
+            "learning_rate": _plain(setting["learning_rate"]),
             "best_val_accuracy": max(r["val_accuracy"] for r in records),
             "final_val_accuracy": records[-1]["val_accuracy"],
             "seconds": time.perf_counter() - start,
@@ -145,19 +163,48 @@ def fine_tune(
         selected, tail = None, []
     else:
         model.set_weights(best[1])
-        models.unfreeze_backbone(model, best[0]["fine_tune_at"])
         selected, tail = best[0]["name"], best[0]["epochs"]
     epochs = [{**r, "stage": "head"} for r in head_history["epochs"]]
     epochs += [{**r, "stage": "fine_tune"} for r in tail]
     for number, record in enumerate(epochs, start=1):
         record["epoch"] = number
-    return model, {
+    delivered = models.with_tta(model, flip=True) if params.tta_flip else model
+    return delivered, {
         "model": "transfer",
         "architecture": "mobilenet_v2",
         "epochs": epochs,
         "train_seconds": head_history["seconds"] + sum(r["seconds"] for r in results),
         **training.count_params(model),
-        "batch_size": params["batch_size"],
+        "batch_size": params.batch_size,
+        "augmentation": params.augmentation.model_dump(mode="json"),
+        "tta_flip": params.tta_flip,
         "experiments": results,
         "selected_experiment": selected,
     }
+
+
+def _given(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _rate_label(rate: Any) -> str:
+    """``1e-05``, or ``max1e-04`` for a schedule (its peak)."""
+    return f"{rate:g}" if isinstance(rate, (int, float)) else f"max{max(r for _, r in rate.knots):g}"
+
+
+def _activations(bottom: keras.Model, train: Split, validation: Split, params: TransferTrainingParams):
+    """The frozen bottom's outputs, computed once: training images in each of ``cached_views``
+    (labels repeated to match), validation images as they are. Stored as float16 to halve memory."""
+    views = {"original": lambda images: images, "mirrored": lambda images: images[:, :, ::-1]}
+    started = time.perf_counter()
+
+    def run(images):
+        return training.predict(bottom, images, params.eval_batch_size).astype("float16")
+
+    x_train = np.concatenate([run(views[view](train["images"])) for view in params.cached_views])
+    y_train = np.tile(train["labels"], len(params.cached_views))
+    x_val = run(validation["images"])
+    logger.info("Cached the frozen layers' activations %s for %d training images × %s and %d validation images "
+                "in %.0f s.", x_val.shape[1:], len(train["labels"]), list(params.cached_views),
+                len(validation["labels"]), time.perf_counter() - started)
+    return (x_train, y_train), (x_val, validation["labels"])

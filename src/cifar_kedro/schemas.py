@@ -1,0 +1,96 @@
+"""Typed parameters: the building blocks the pipelines' schemas share.
+
+Every pipeline's nodes take their ``params:<pipeline>`` input type-hinted with a Pydantic model
+(``pipelines/<name>/schema.py``), so Kedro's own parameter validation (``kedro.validation``) turns
+the merged parameters into checked, immutable objects before any node runs. The models forbid
+unknown keys: a misspelt or misplaced key stops the run instead of being ignored. The messages a
+person sees, with where each bad key was set, come from ``cifar_kedro.validation``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+Rate = Annotated[float, Field(ge=0.0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class Params(BaseModel):
+    """Base of every parameter block: unknown keys are errors, values are read-only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Schedule(Params):
+    """A piecewise-linear learning rate over one training stage.
+
+    ``knots`` are ``[fraction of the stage, rate]`` pairs from fraction 0 to fraction 1, so the
+    shape follows the stage's length: ``[[0, 0], [0.2, 0.4], [1, 0]]`` warms up over the first
+    fifth of the epochs and ends at 0 whether the stage runs 10 epochs or 24.
+    """
+
+    knots: list[tuple[Annotated[float, Field(ge=0.0, le=1.0)], Rate]] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _spans_the_stage(self) -> Schedule:
+        fractions = [fraction for fraction, _ in self.knots]
+        if fractions[0] != 0.0 or fractions[-1] != 1.0 or fractions != sorted(fractions):
+            raise ValueError(
+                f"knots must start at fraction 0, end at fraction 1 and increase; got fractions {fractions} "
+                "(each knot is [fraction of the stage's epochs, learning rate])"
+            )
+        return self
+
+    def at(self, fraction: float) -> float:
+        """The rate at ``fraction`` of the stage (linear between knots)."""
+        for (f0, r0), (f1, r1) in zip(self.knots, self.knots[1:]):
+            if fraction <= f1:
+                return r0 + (r1 - r0) * (fraction - f0) / max(f1 - f0, 1e-12)
+        return self.knots[-1][1]
+
+
+LearningRate = Rate | Schedule
+
+
+class OptimizerOptions(Params):
+    """Which optimizer, with its own options (the learning rate is set per stage)."""
+
+    name: Literal["adam", "adamw", "sgd"]
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # sgd only
+    nesterov: bool = False  # sgd only
+    # Decoupled weight decay (scaled by the learning rate), as Keras applies it.
+    weight_decay: Rate | None = None
+
+    @model_validator(mode="after")
+    def _options_fit_the_optimizer(self) -> OptimizerOptions:
+        if self.name != "sgd" and (self.momentum or self.nesterov):
+            raise ValueError(f"momentum and nesterov apply to name: sgd only, not to name: {self.name}")
+        return self
+
+
+class Optimizer(OptimizerOptions):
+    """An optimizer and its learning rate (a number, or a ``Schedule`` over the stage)."""
+
+    learning_rate: LearningRate
+
+
+class Augmentation(Params):
+    """Training-time augmentation (see ``cifar_kedro.augmentation``); 0 / false switches a step off."""
+
+    horizontal_flip: bool = False
+    rotation_degrees: Annotated[float, Field(ge=0.0, le=180.0)] = 0.0
+    shift: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # fraction of height and width
+    fill_mode: Literal["reflect", "wrap", "constant", "nearest"] = "nearest"
+    interpolation: Literal["nearest", "bilinear"] = "bilinear"
+    cutout: Annotated[int, Field(ge=0)] = 0  # side in pixels of one erased square
+
+    @property
+    def active(self) -> bool:
+        return bool(self.horizontal_flip or self.rotation_degrees or self.shift or self.cutout)
+
+
+MixedPrecision = Literal["float32", "mixed_float16", "mixed_bfloat16"] | None
+JitCompile = bool | Literal["auto"]

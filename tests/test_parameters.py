@@ -1,0 +1,90 @@
+"""Parameters are checked before anything runs: a misspelt, misplaced, mistyped or out-of-range key
+stops the run with the key, where it was set and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+from kedro.validation import ParameterValidationError
+
+from tests.conftest import run_session
+
+
+def failure(project, env="demo", params=None, **run_args) -> str:
+    with pytest.raises(ParameterValidationError) as error:
+        run_session(project, env, params, **run_args)
+    written = [p for p in (project / "data").rglob("*") if p.is_file()]
+    assert written == []  # nothing read (the demo source would have been generated), nothing built
+    return str(error.value)
+
+
+def test_a_key_under_the_wrong_block_is_an_error_that_says_where_it_belongs(project):
+    message = failure(project, params={"cnn_training": {"epochs": 1}})
+    assert "'cnn_training.epochs' is not a known parameter (set in --params)" in message
+    assert "cnn_training.resnet9.epochs" in message and "cnn_training.seed_cnn.epochs" in message
+
+
+def test_a_misspelt_key_gets_the_nearest_known_one(project):
+    message = failure(project, params={"transfer_training": {"head_epoch": 2}})
+    assert "'transfer_training.head_epoch' is not a known parameter" in message
+    assert "Did you mean 'transfer_training.head_epochs'?" in message
+
+
+def test_a_run_of_one_pipeline_checks_its_block_and_the_block_names(project):
+    """`kedro run --pipelines data_processing` loads that pipeline alone (Kedro 1.7): its block is
+    checked, and a block no pipeline owns is still an error."""
+    message = failure(project, params={"data_processing": {"validation_fraction": 1.5}, "cnn_trainin": {}},
+                      pipeline_names=["data_processing"])
+    assert "'data_processing.validation_fraction' = 1.5" in message
+    assert "'cnn_trainin' is not a known parameter" in message and "Did you mean 'cnn_training'?" in message
+
+
+def test_a_misspelt_block_is_an_error_too(project):
+    message = failure(project, params={"cnn_trainng": {"seed": 1}})
+    assert "'cnn_trainng' is not a known parameter (set in --params). Did you mean 'cnn_training'?" in message
+
+
+@pytest.mark.parametrize(
+    ("override", "expected", "allowed"),
+    [
+        ({"data_processing": {"validation_fraction": 1.5}},
+         "'data_processing.validation_fraction' = 1.5 (set in conf/base/parameters_data_processing.yml then "
+         "--params)", "Input should be less than 1"),
+        ({"transfer_training": {"image_size": 20}},
+         "'transfer_training.image_size' = 20 (set in conf/base/parameters_transfer_training.yml then "
+         "conf/demo/parameters_transfer_training.yml then --params)", "greater than or equal to 32"),
+        ({"transfer_training": {"head_learning_rate": -0.001}},
+         "'transfer_training.head_learning_rate' = -0.001", "greater than or equal to 0"),
+        ({"cnn_training": {"resnet9": {"batch_size": "many"}}},
+         "'cnn_training.resnet9.batch_size' = 'many'", "valid integer"),
+        ({"cnn_training": {"architecture": "vgg16"}},
+         "'cnn_training.architecture' = 'vgg16'", "'resnet9' or 'seed_cnn'"),
+    ],
+    ids=["fraction", "image_size", "negative_rate", "type", "architecture"],
+)
+def test_a_bad_value_names_the_key_its_sources_and_what_is_allowed(project, override, expected, allowed):
+    message = failure(project, params=override)
+    assert expected in message
+    assert allowed in message
+
+
+def test_a_bad_value_in_an_environment_file_names_that_file(project):
+    (project / "conf/local/parameters_mine.yml").write_text("transfer_training:\n  fine_tune_learning_rate:\n"
+                                                           "    knots: [[0, 0.0], [0.5, 0.001]]\n")
+    message = failure(project, env="local")
+    assert "'transfer_training.fine_tune_learning_rate'" in message
+    assert "conf/local/parameters_mine.yml" in message
+    assert "knots must start at fraction 0, end at fraction 1" in message
+
+
+def test_valid_parameters_pass_and_reach_the_nodes_typed(project):
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    from cifar_kedro.pipelines.transfer_training.schema import TransferTrainingParams
+
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env="demo",
+                             runtime_params={"transfer_training": {"head_epochs": 3}}) as session:
+        params = session.load_context().params
+    assert isinstance(params["transfer_training"], TransferTrainingParams)
+    assert params["transfer_training"].head_epochs == 3
