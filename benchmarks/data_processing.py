@@ -25,11 +25,8 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -37,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scratch_project import PROJECT_ROOT, make_project
+from scratch_project import PROJECT_ROOT, TIME_BINARY, kedro_run, make_project
 
 from cifar_kedro import cifar10
 
@@ -50,51 +47,8 @@ SEED = 0
 EXPECTED_SPLITS = {"train": 40_000, "validation": 10_000, "test": 10_000}  # validation_fraction 0.2
 
 PIPELINE = "data_processing"
-TIME_BINARY = "/usr/bin/time"  # GNU time; `-v` reports "Maximum resident set size (kbytes)"
-RUN_ENV = {
-    "DO_NOT_TRACK": "1",
-    "KEDRO_DISABLE_TELEMETRY": "true",
-    "TF_CPP_MIN_LOG_LEVEL": "2",
-    "COLUMNS": "200",  # keep Kedro's rich log lines unwrapped, so they can be parsed
-}
-
 GOAL_SECONDS = 30.0
 GOAL_PEAK_MIB = 2048.0
-KIB_PER_MIB = 1024
-LOG_TAIL_LINES = 40  # shown when the run fails
-
-
-def kedro_run(project: Path) -> dict:
-    """Run the pipeline once as a subprocess; wall time, peak RSS and the runner's own duration."""
-    command = [sys.executable, "-m", "kedro", "run", "--pipelines", PIPELINE]
-    time_report = project / "time-v.txt"
-    if os.path.exists(TIME_BINARY):
-        command = [TIME_BINARY, "-v", "-o", str(time_report), *command]
-    log_path = project / "kedro-run.log"
-    env = {**os.environ, **RUN_ENV}
-    with open(log_path, "w") as log:
-        start = time.perf_counter()
-        process = subprocess.Popen(command, cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - start
-    process.returncode = exit_code = os.waitstatus_to_exitcode(status)  # reaped by wait4, tell Popen
-    log_text = log_path.read_text(errors="replace")
-    if exit_code != 0:
-        tail = "\n".join(log_text.splitlines()[-LOG_TAIL_LINES:])
-        raise SystemExit(f"`{' '.join(command)}` failed with exit code {exit_code}:\n{tail}")
-
-    result = {"wall_seconds": wall}
-    if time_report.exists():
-        report = time_report.read_text()
-        result["peak_rss_mib"] = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", report)[1]) / KIB_PER_MIB
-        result["time_v_wall_clock"] = re.search(r"Elapsed \(wall clock\) time.*: (\S+)", report)[1]
-        result["peak_rss_source"] = f"{TIME_BINARY} -v"
-    else:
-        result["peak_rss_mib"] = usage.ru_maxrss / KIB_PER_MIB  # Linux: KiB
-        result["peak_rss_source"] = "os.wait4 rusage of the child"
-    runner = re.search(r"completed successfully in\s+([\d.]+)\s*sec", log_text)
-    result["pipeline_seconds"] = float(runner[1]) if runner else None
-    return result
 
 
 def split_counts(project: Path) -> dict[str, int]:
@@ -137,7 +91,7 @@ def main() -> None:
 
         runs = []
         for number in range(1, args.repeat + 1):
-            run = kedro_run(project)
+            run = kedro_run(project, ["--pipelines", PIPELINE])
             run["split_counts"] = split_counts(project)
             if run["split_counts"] != EXPECTED_SPLITS:
                 raise SystemExit(f"Run {number}: splits hold {run['split_counts']}, expected {EXPECTED_SPLITS}.")
