@@ -53,7 +53,9 @@ from scratch_project import PROJECT_ROOT, make_project
 
 from cifar_kedro import cifar10, models, training
 from cifar_kedro.pipelines.cnn_training import nodes as cnn_nodes
+from cifar_kedro.pipelines.cnn_training.schema import CNNTrainingParams
 from cifar_kedro.pipelines.transfer_training import nodes as transfer_nodes
+from cifar_kedro.pipelines.transfer_training.schema import TransferTrainingParams
 
 RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
 TRANSFER_CONF = PROJECT_ROOT / "conf/base/parameters_transfer_training.yml"
@@ -73,7 +75,7 @@ PIPELINE_ENV = "local"  # the default run environment (empty in the throw-away c
 PIPELINE_VALIDATION_FRACTION = 0.2  # conf/base/parameters_data_processing.yml: train = 4/5 of the batches
 PIPELINE_TEST_IMAGES = 100  # the test batch is not used by transfer_training
 PIPELINE_GOAL_RATIO = 0.95
-CNN_ARCHITECTURES = ("seed_cnn", "resnet9")
+CNN_ARCHITECTURES = ("seed_cnn", "airbench94", "airbench96", "resnet9")
 
 # Images per measured epoch: (default, --quick). Multiples of every batch size used (128, 256, 512).
 IMAGES = {
@@ -81,8 +83,11 @@ IMAGES = {
     "feature_extraction": (2_560, 256),
     "head_on_features": (40_000, 2_560),  # cached features, repeated: an epoch of 2,560 takes ~0.05 s
     "fine_tune": (1_280, 128),  # ~100 img/s on 2 CPU cores
+    "fine_tune_cached": (5_120, 256),  # the layers above the block boundary, on cached activations
     "pipeline": (2_560, 256),  # training split of the throw-away project (4/5 of its batches)
     "seed_cnn": (10_240, 512),
+    "airbench94": (4_096, 1_024),
+    "airbench96": (2_048, 1_024),
     "resnet9": (2_560, 512),
 }
 
@@ -122,16 +127,16 @@ def per_epoch_seconds(images_per_second: float, images: int = FULL_TRAIN_IMAGES)
     return images / images_per_second
 
 
-def transfer_params() -> dict:
+def transfer_params(**overrides) -> TransferTrainingParams:
     params = yaml.safe_load(TRANSFER_CONF.read_text())["transfer_training"]
-    return params | {"weights": WEIGHTS, "checkpoint_dir": None}
+    return TransferTrainingParams.model_validate(params | {"weights": WEIGHTS, "checkpoint_dir": None} | overrides)
 
 
-def head_fit_args(params: dict) -> dict:
+def head_fit_args(params: TransferTrainingParams) -> dict:
     """``training.fit`` arguments of the head stage, as ``transfer_training.nodes.train_head`` passes them."""
-    return {"stage": "head", "batch_size": params["batch_size"],
-            "optimizer": {**params["optimizer"], "learning_rate": params["head_learning_rate"]},
-            "label_smoothing": params["label_smoothing"], "jit_compile": params["jit_compile"]}
+    return {"stage": "head", "batch_size": params.batch_size, "optimizer": params.optimizer,
+            "learning_rate": params.head_learning_rate, "label_smoothing": params.label_smoothing,
+            "jit_compile": params.jit_compile}
 
 
 def newest_version(project: Path, relative: str) -> Path:
@@ -162,11 +167,12 @@ def bench_transfer(size, timed: int, data) -> dict:
     model = transfer_nodes.build_model(train, class_names, params)
 
     print(f"\n(a) head stage, frozen base, augmentation on: {size('head_augmented'):,} images", flush=True)
-    head_augmented = measure_fit(model, first(train, size("head_augmented")), val, timed, **head_fit_args(params))
+    head_augmented = measure_fit(model, first(train, size("head_augmented")), val, timed,
+                                 augmentation=params.augmentation, **head_fit_args(params))
 
     n_extract = size("feature_extraction")
     print(f"\n(b) feature extraction over {n_extract:,} images, then head epochs on cached features", flush=True)
-    batch = params["eval_batch_size"]
+    batch = params.eval_batch_size
     extractor = models.feature_extractor(model)  # as train_head
     training.predict(extractor, train["images"][:batch], batch)  # warm-up: tracing
     rates = []
@@ -186,26 +192,37 @@ def bench_transfer(size, timed: int, data) -> dict:
         **head_fit_args(params),
     )
 
-    print(f"\n(c) fine-tuning from layer {params['fine_tune_at']}: {size('fine_tune'):,} images", flush=True)
-    models.unfreeze_backbone(model, params["fine_tune_at"])
-    fine_tune = measure_fit(
-        model, first(train, size("fine_tune")), val, timed, stage="fine_tune", batch_size=params["batch_size"],
-        optimizer={**params["optimizer"], "learning_rate": params["fine_tune_learning_rate"]},
-        label_smoothing=params["label_smoothing"], jit_compile=params["jit_compile"],
-    )
+    at = params.fine_tune_at
+    fine_args = dict(stage="fine_tune", batch_size=params.batch_size, optimizer=params.optimizer,
+                     learning_rate=params.fine_tune_learning_rate, label_smoothing=params.label_smoothing,
+                     jit_compile=params.jit_compile)
+    print(f"\n(c) fine-tuning from layer {at}, BatchNorm {params.fine_tune_batchnorm}, study augmentation: "
+          f"{size('fine_tune'):,} images", flush=True)
+    models.unfreeze_backbone(model, at, batchnorm=params.fine_tune_batchnorm)
+    fine_tune = measure_fit(model, first(train, size("fine_tune")), val, timed, augmentation=params.augmentation,
+                            **fine_args)
+    split = models.split_for_fine_tuning(model, at)
+    n_cached = size("fine_tune_cached")
+    print(f"\n(d) the same layers on cached activations at {split.boundary}: {n_cached:,} images", flush=True)
+    activations = training.predict(split.bottom, train["images"][: min(n_cached, len(train["images"]))], batch)
+    fine_tune_cached = measure_fit(
+        split.top, (np.resize(activations, (n_cached, *activations.shape[1:])), np.resize(train["labels"], n_cached)),
+        (training.predict(split.bottom, val[0], batch), val[1]), timed, **fine_args)
 
     # A whole head stage on the real split, from the measured rates. Validation runs through the
     # frozen base at inference speed: every epoch without caching, once (with extraction) with it.
-    epochs, n, n_val = params["head_epochs"], FULL_TRAIN_IMAGES, FULL_VALIDATION_IMAGES
+    epochs, n, n_val = params.head_epochs, FULL_TRAIN_IMAGES, FULL_VALIDATION_IMAGES
     head, extract, head_cached = head_augmented["median"], extraction["median"], head_on_features["median"]
     uncached = epochs * (n / head + n_val / extract)
     cached = (n + n_val) / extract + epochs * n / head_cached
     return {
-        "image_size": params["image_size"], "batch_size": params["batch_size"], "weights": WEIGHTS,
-        "fine_tune_at": params["fine_tune_at"], "eval_batch_size": batch,
-        "images": {key: size(key) for key in ("head_augmented", "feature_extraction", "head_on_features", "fine_tune")},
+        "image_size": params.image_size, "batch_size": params.batch_size, "weights": WEIGHTS,
+        "fine_tune_at": at, "boundary": split.boundary, "eval_batch_size": batch,
+        "images": {key: size(key) for key in ("head_augmented", "feature_extraction", "head_on_features", "fine_tune",
+                                              "fine_tune_cached")},
         "images_per_second": {"head_augmented": head_augmented, "feature_extraction": extraction,
-                              "head_on_features": head_on_features, "fine_tune": fine_tune},
+                              "head_on_features": head_on_features, "fine_tune": fine_tune,
+                              "fine_tune_cached": fine_tune_cached},
         "head_stage_estimate": {"head_epochs": epochs, "train_images": n, "validation_images": n_val,
                                 "uncached_seconds": uncached, "cached_seconds": cached, "speedup": uncached / cached},
     }
@@ -246,41 +263,49 @@ def bench_pipeline(size, timed: int, workdir: Path) -> dict:
     if len(train["labels"]) != n:
         raise SystemExit(f"The pipeline's training split has {len(train['labels'])} images, expected {n}.")
     class_names = json.loads(newest_version(project, "data/03_primary/class_names.json").read_text())
-    params = transfer_params() | overrides
+    params = transfer_params(**overrides)
     keras.backend.clear_session()
     model = transfer_nodes.build_model(train, class_names, params)
-    model.compile(optimizer=keras.optimizers.Adam(params["head_learning_rate"]),
-                  loss="categorical_crossentropy", metrics=["accuracy"])
+    trainer = training.with_augmentation(model, params.augmentation, seed=params.seed)  # as fit does
+    trainer.compile(optimizer=keras.optimizers.Adam(params.head_learning_rate),
+                    loss="categorical_crossentropy", metrics=["accuracy"])
     timer = EpochTimer()
-    model.fit(train["images"], training.one_hot(train["labels"], len(class_names)),
-              batch_size=params["batch_size"], epochs=epochs, callbacks=[timer], verbose=0)
+    trainer.fit(train["images"], training.one_hot(train["labels"], len(class_names)),
+                batch_size=params.batch_size, epochs=epochs, callbacks=[timer], verbose=0)
     bare = summary([n / seconds for seconds in timer.seconds[WARMUP_EPOCHS:]])
-    return {"train_images": n, "batch_size": params["batch_size"], "image_size": params["image_size"],
+    return {"train_images": n, "batch_size": params.batch_size, "image_size": params.image_size,
             "weights": WEIGHTS, "env": PIPELINE_ENV, "pipeline_images_per_second": pipeline,
             "bare_images_per_second": bare, "ratio": pipeline["median"] / bare["median"],
             "goal_ratio": PIPELINE_GOAL_RATIO}
 
 
-def bench_cnn(size, timed: int, data) -> dict:
-    """Training images/s of each CNN with its own recipe; seconds per epoch and per full recipe."""
+def bench_cnn(size, timed: int, data, architectures: list[str], precisions: list[str]) -> dict:
+    """Training images/s of each CNN with its own recipe, in each precision; seconds per epoch and
+    per full recipe."""
     train, validation, class_names = data
     conf = yaml.safe_load(CNN_CONF.read_text())["cnn_training"]
     results = {}
-    for architecture in CNN_ARCHITECTURES:
-        params = conf | {"architecture": architecture, "checkpoint_dir": None}
-        recipe = cnn_nodes.recipe(params)
-        print(f"\n{architecture}: {size(architecture):,} images, batch {recipe['batch_size']}", flush=True)
-        keras.backend.clear_session()
-        model = cnn_nodes.build_model(class_names, params)
-        rate = measure_fit(model, first(train, size(architecture)), first(validation, VALIDATION_IMAGES), timed,
-                           stage="train", batch_size=recipe["batch_size"], optimizer=recipe["optimizer"],
-                           label_smoothing=recipe["label_smoothing"], jit_compile=params["jit_compile"])
-        results[architecture] = {
-            "batch_size": recipe["batch_size"], "network": recipe["network"], "images": size(architecture),
-            "params": model.count_params(), "images_per_second": rate,
-            "seconds_per_epoch": per_epoch_seconds(rate["median"]), "epochs": recipe["epochs"],
-            "full_recipe_seconds": recipe["epochs"] * per_epoch_seconds(rate["median"]),
-        }
+    for architecture in architectures:
+        for precision in precisions:
+            params = CNNTrainingParams.model_validate(conf | {"architecture": architecture, "checkpoint_dir": None,
+                                                             "mixed_precision": precision})
+            recipe = params.recipe
+            key = architecture if precision == "float32" else f"{architecture} {precision}"
+            print(f"\n{key}: {size(architecture):,} images, batch {recipe.batch_size}", flush=True)
+            keras.backend.clear_session()
+            model = cnn_nodes.build_model(class_names, cnn_nodes.input_statistics(train, params), params)
+            rate = measure_fit(model, first(train, size(architecture)), first(validation, VALIDATION_IMAGES), timed,
+                               stage="train", batch_size=recipe.batch_size, optimizer=recipe.optimizer,
+                               learning_rate=recipe.optimizer.learning_rate, augmentation=recipe.augmentation,
+                               label_smoothing=recipe.label_smoothing, lookahead=recipe.lookahead,
+                               jit_compile=params.jit_compile)
+            results[key] = {
+                "architecture": architecture, "precision": precision, "batch_size": recipe.batch_size,
+                "images": size(architecture), "params": model.count_params(), "images_per_second": rate,
+                "seconds_per_epoch": per_epoch_seconds(rate["median"]), "epochs": recipe.epochs,
+                "full_recipe_seconds": recipe.epochs * per_epoch_seconds(rate["median"]),
+            }
+    training.configure(seed=SEED)  # back to float32
     return results
 
 
@@ -319,7 +344,8 @@ def print_report(results: dict) -> None:
         for key, label in (("head_augmented", "(a) head, frozen base, augmentation on"),
                            ("feature_extraction", f"(b) feature extraction (inference, batch {t['eval_batch_size']})"),
                            ("head_on_features", "(b) head epochs on cached features"),
-                           ("fine_tune", f"(c) fine-tuning from layer {t['fine_tune_at']}")):
+                           ("fine_tune", f"(c) fine-tuning from layer {t['fine_tune_at']}"),
+                           ("fine_tune_cached", f"(d) the same, on cached {t['boundary']}")):
             print(row.format(label, f"{images[key]:,}", *rate_cells(rates[key]),
                              f"{per_epoch_seconds(rates[key]['median']):,.1f}"))
         s = t["head_stage_estimate"]
@@ -339,10 +365,10 @@ def print_report(results: dict) -> None:
         print(f"ratio kedro / bare = {p['ratio']:.3f} (goal >= {p['goal_ratio']}: {met})")
     if "cnn" in results:
         print("\nCNN architectures, each with its recipe from conf/base (seconds exclude validation)")
-        line = "{:<10} | {:>5} | {:>10} | {:>7} | {:>11} | {:>13} | {:>12} | {:>6} | {:>11}"
+        line = "{:<26} | {:>5} | {:>10} | {:>7} | {:>11} | {:>13} | {:>12} | {:>6} | {:>11}"
         print(line.format("model", "batch", "params", "images", "train img/s", "range", "s/epoch @40k", "epochs",
                           "full recipe"))
-        print(line.format(*["-" * w for w in (10, 5, 10, 7, 11, 13, 12, 6, 11)]))
+        print(line.format(*["-" * w for w in (26, 5, 10, 7, 11, 13, 12, 6, 11)]))
         for name, c in results["cnn"].items():
             print(line.format(name, c["batch_size"], f"{c['params']:,}", f"{c['images']:,}",
                               *rate_cells(c["images_per_second"]), f"{c['seconds_per_epoch']:,.1f}", c["epochs"],
@@ -356,6 +382,10 @@ def main() -> None:
                         help=f"epochs timed after the warm-up; the figure is their median (default {TIMED_EPOCHS}, "
                              f"--quick {QUICK_TIMED_EPOCHS})")
     parser.add_argument("--quick", action="store_true", help="smoke run with tiny sizes (figures are not results)")
+    parser.add_argument("--architectures", default=",".join(CNN_ARCHITECTURES),
+                        help="CNN blocks to measure, comma-separated (default: all)")
+    parser.add_argument("--precisions", default="float32",
+                        help="dtype policies for the CNNs, comma-separated, e.g. float32,mixed_bfloat16")
     args = parser.parse_args()
     parts = [args.only] if args.only else ["transfer", "pipeline", "cnn"]
     timed = args.timed_epochs or (QUICK_TIMED_EPOCHS if args.quick else TIMED_EPOCHS)
@@ -371,14 +401,15 @@ def main() -> None:
     started = time.perf_counter()
     try:
         if "transfer" in parts or "cnn" in parts:
-            largest = max(size(key) for key in ("head_augmented", "feature_extraction", "fine_tune", *CNN_ARCHITECTURES))
+            largest = max(size(key) for key in ("head_augmented", "feature_extraction", "fine_tune", "fine_tune_cached",
+                                                 *CNN_ARCHITECTURES))
             data = generated_images(largest, workdir)
         if "transfer" in parts:
             results["transfer"] = bench_transfer(size, timed, data)
         if "pipeline" in parts:
             results["pipeline"] = bench_pipeline(size, timed, workdir)
         if "cnn" in parts:
-            results["cnn"] = bench_cnn(size, timed, data)
+            results["cnn"] = bench_cnn(size, timed, data, args.architectures.split(","), args.precisions.split(","))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results["total_seconds"] = time.perf_counter() - started

@@ -55,4 +55,4 @@ def test_environments_override_single_keys(context):
     assert params["transfer_training"].head_learning_rate == pytest.approx(1e-2)  # from conf/demo
     assert params["transfer_training"].batch_size == 128  # from conf/base, kept by the soft merge
     assert params["cnn_training"].resnet9.network.width == 0.25
-    assert params["cnn_training"].resnet9.network.channel_mean == (125.31, 122.95, 113.87)
+    assert params["cnn_training"].resnet9.network.bn_momentum == 0.9  # from conf/base

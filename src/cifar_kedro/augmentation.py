@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from cifar_kedro.layers import RandomCutout
+from cifar_kedro.layers import AlternatingFlip, RandomCutout
 from cifar_kedro.schemas import Augmentation
 
 LAYER_NAME = "augmentation"
@@ -21,6 +21,7 @@ def build_augmentation(config: Augmentation | None, seed: int | None = None) -> 
     """A ``keras.Sequential`` named ``augmentation`` from ``config`` (see ``schemas.Augmentation``).
 
     * ``horizontal_flip``: flip left-right with probability ½;
+    * ``alternating_flip``: flip each image in every other epoch (``layers.AlternatingFlip``);
     * ``rotation_degrees``: rotate by up to ± this many degrees;
     * ``shift``: translate by up to ± this fraction of height and width (0.125 = 4 px at 32 px,
       which with ``fill_mode: reflect`` and ``interpolation: nearest`` is reflect-pad-and-crop);
@@ -31,6 +32,8 @@ def build_augmentation(config: Augmentation | None, seed: int | None = None) -> 
     """
     config = config or Augmentation()
     steps: list[keras.layers.Layer] = []
+    if config.alternating_flip:
+        steps.append(AlternatingFlip(name="alternating_flip"))
     if config.horizontal_flip:
         steps.append(layers.RandomFlip("horizontal", seed=seed, name="flip"))
     if config.rotation_degrees:

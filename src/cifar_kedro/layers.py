@@ -74,3 +74,30 @@ class PiecewiseLinearSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"steps": self.steps, "rates": self.rates}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AlternatingFlip(keras.layers.Layer):
+    """airbench's alternating flip: each image is mirrored in every other epoch, instead of with
+    probability ½ in each. Over any two consecutive epochs every image is seen both ways, which
+    adds diversity at no cost (K. Jordan, "94% on CIFAR-10 in 3.29 Seconds on a Single GPU").
+
+    Which epochs an image is mirrored in comes from its own pixels (the parity of their sum, which
+    a mirror does not change), so no index travels with the data. ``epoch`` is set by
+    ``training.fit`` at the start of every epoch. Identity at inference. Put it first, before any
+    step that changes the pixels.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.epoch = self.add_variable(shape=(), dtype="int32", initializer="zeros", trainable=False, name="epoch")
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        pixel_sum = ops.sum(ops.cast(images, "int32"), axis=(1, 2, 3))
+        mirrored = ops.reshape(ops.equal((pixel_sum + self.epoch) % 2, 1), (-1, 1, 1, 1))
+        return ops.where(mirrored, ops.flip(images, axis=2), images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

@@ -269,7 +269,7 @@ def build_resnet9(
     prep conv 64 → [conv 128, pool, residual 2 × conv 128] → [conv 256, pool] →
     [conv 512, pool, residual 2 × conv 512] → global max-pool → dense (no bias) × ``logit_scale``.
     Every conv is conv-BN-ReLU; ``width`` scales every channel count (1.0 is the published net).
-    Inputs are normalized per channel with the CIFAR-10 training statistics (in 0..255 units).
+    Inputs are normalized per channel with the training images' statistics (in 0..255 units).
     """
 
     def conv_bn(x, filters, name):
@@ -296,6 +296,97 @@ def build_resnet9(
     x = layers.Rescaling(logit_scale, name="logit_scale")(x)
     outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="resnet9")
+
+
+# ---------------------------------------------------------------------------- airbench
+def build_airbench(
+    *,
+    num_classes: int,
+    whitening_kernel: np.ndarray,
+    channel_mean: Sequence[float],
+    channel_std: Sequence[float],
+    input_shape: Sequence[int] = INPUT_SHAPE,
+    widths: Sequence[int] = (64, 256, 256),
+    convs_per_block: int = 2,
+    residual: bool = False,
+    bn_momentum: float = 0.6,
+    logit_scale: float = 1 / 9,
+    name: str = "airbench",
+) -> keras.Model:
+    """airbench after K. Jordan, "94% on CIFAR-10 in 3.29 Seconds on a Single GPU" (2024).
+
+    normalize → patch-whitening conv (``whitening_kernel``: fixed, from the training images'
+    patch statistics; ``whitening_filters``) → GELU → one block per width: [conv → max-pool → BN →
+    GELU, then conv → BN → GELU (``convs_per_block`` - 1 times; with ``residual`` the last adds the
+    block's first activation before its GELU)] → global max-pool → dense (no bias) × ``logit_scale``.
+    airbench94: widths 64/256/256, 2 convs, BN momentum 0.6; airbench96: 128/384/512, 3 convs,
+    residual, momentum 0.9. Convolutions have no bias and start as identity on their first
+    channels (``identity_init``); BatchNorm learns offsets only (no scale), epsilon 1e-12.
+    """
+
+    def conv(x, width, name):
+        layer = layers.Conv2D(width, 3, padding="same", use_bias=False, kernel_initializer=TORCH_DEFAULT, name=name)
+        y = layer(x)
+        identity_init(layer)
+        return y
+
+    def norm(x, name):
+        return layers.BatchNormalization(momentum=bn_momentum, epsilon=1e-12, scale=False, name=name)(x)
+
+    inputs = _image_input(input_shape)
+    x = layers.Normalization(mean=list(channel_mean), variance=[s**2 for s in channel_std], name="preprocess")(inputs)
+    whiten = layers.Conv2D(whitening_kernel.shape[-1], whitening_kernel.shape[:2], padding="valid", name="whiten")
+    x = layers.Activation("gelu", name="whiten_gelu")(whiten(x))
+    whiten.set_weights([whitening_kernel.astype("float32"), np.zeros(whitening_kernel.shape[-1], "float32")])
+    whiten.kernel.trainable = False  # fixed; its bias trains (for a few epochs, see the recipe)
+    for b, width in enumerate(widths, start=1):
+        x = conv(x, width, f"block{b}_conv1")
+        x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
+        x = first = layers.Activation("gelu", name=f"block{b}_gelu1")(norm(x, f"block{b}_bn1"))
+        for c in range(2, convs_per_block + 1):
+            x = norm(conv(x, width, f"block{b}_conv{c}"), f"block{b}_bn{c}")
+            if residual and c == convs_per_block:
+                x = layers.Add(name=f"block{b}_add")([x, first])
+            x = layers.Activation("gelu", name=f"block{b}_gelu{c}")(x)
+    x = layers.GlobalMaxPooling2D(name="pooling")(x)
+    x = layers.Dense(num_classes, use_bias=False, kernel_initializer=TORCH_DEFAULT, name="classifier")(x)
+    x = layers.Rescaling(logit_scale, name="logit_scale")(x)
+    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+# PyTorch's default for conv and dense kernels (uniform ±1/√fan_in), which airbench's recipe assumes.
+TORCH_DEFAULT = keras.initializers.VarianceScaling(scale=1 / 3, mode="fan_in", distribution="uniform")
+
+
+def identity_init(layer: keras.layers.Conv2D) -> None:
+    """Make a 3×3 convolution's first ``in_channels`` filters the identity (``torch.nn.init.dirac_``
+    on them), so a block starts by passing its input through; the other filters keep their init."""
+    kernel = keras.ops.convert_to_numpy(layer.kernel)
+    size, _, channels_in, channels_out = kernel.shape
+    n = min(channels_in, channels_out)
+    kernel[:, :, :, :n] = 0.0
+    kernel[size // 2, size // 2, np.arange(n), np.arange(n)] = 1.0
+    layer.kernel.assign(kernel)
+
+
+def whitening_filters(images: np.ndarray, *, kernel_size: int = 2, epsilon: float = 5e-4) -> tuple[np.ndarray, np.ndarray]:
+    """airbench's patch-whitening filters from (already normalized) ``images`` (N, H, W, C).
+
+    The covariance (uncentred, as airbench) of every ``kernel_size``² patch; its eigenvectors,
+    largest eigenvalue first, scaled by 1/√(eigenvalue + epsilon), and their negatives: a kernel
+    (k, k, C, 2·k²·C) whose first half maps the patches to decorrelated, unit-variance channels.
+    Returns the kernel and the eigenvalues (descending).
+    """
+    windows = np.lib.stride_tricks.sliding_window_view(images, (kernel_size, kernel_size), axis=(1, 2))
+    patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, kernel_size * kernel_size * images.shape[-1])
+    patches = patches.astype("float64")
+    covariance = patches.T @ patches / len(patches)
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]
+    filters = eigenvectors / np.sqrt(eigenvalues + epsilon)
+    kernel = np.concatenate([filters, -filters], axis=1)
+    return kernel.reshape(kernel_size, kernel_size, images.shape[-1], -1).astype("float32"), eigenvalues
 
 
 # ---------------------------------------------------------------------------- test-time augmentation

@@ -63,6 +63,12 @@ class OptimizerOptions(Params):
     nesterov: bool = False  # sgd only
     # Decoupled weight decay (scaled by the learning rate), as Keras applies it.
     weight_decay: Rate | None = None
+    # Learning-rate multipliers by variable path (a substring of it): {beta: 64} lets the
+    # BatchNorm offsets learn 64 times faster (airbench's bias_scaler).
+    lr_scales: dict[str, Rate] = {}
+    # Variables (by path substring) that train for this many epochs and then stay put; they are
+    # spared weight decay throughout (airbench's whitening bias, 3 epochs).
+    trains_for_epochs: dict[str, PositiveInt] = {}
 
     @model_validator(mode="after")
     def _options_fit_the_optimizer(self) -> OptimizerOptions:
@@ -77,19 +83,36 @@ class Optimizer(OptimizerOptions):
     learning_rate: LearningRate
 
 
+class Lookahead(Params):
+    """Lookahead with an EMA of the weights (airbench): every ``every`` steps the weights move to
+    an exponential average of themselves, whose decay ramps up as ``decay × (step / total)^power``;
+    training ends on the average."""
+
+    every: PositiveInt = 5
+    decay: Annotated[float, Field(gt=0.0, le=1.0)] = 0.7738  # 0.95 ** 5
+    power: Annotated[float, Field(ge=0.0)] = 3.0
+
+
 class Augmentation(Params):
     """Training-time augmentation (see ``cifar_kedro.augmentation``); 0 / false switches a step off."""
 
-    horizontal_flip: bool = False
+    horizontal_flip: bool = False  # each image mirrored with probability ½ in every epoch
+    alternating_flip: bool = False  # each image mirrored in every other epoch (airbench)
     rotation_degrees: Annotated[float, Field(ge=0.0, le=180.0)] = 0.0
     shift: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # fraction of height and width
     fill_mode: Literal["reflect", "wrap", "constant", "nearest"] = "nearest"
     interpolation: Literal["nearest", "bilinear"] = "bilinear"
     cutout: Annotated[int, Field(ge=0)] = 0  # side in pixels of one erased square
 
+    @model_validator(mode="after")
+    def _one_kind_of_flip(self) -> Augmentation:
+        if self.horizontal_flip and self.alternating_flip:
+            raise ValueError("horizontal_flip and alternating_flip exclude each other: choose one")
+        return self
+
     @property
     def active(self) -> bool:
-        return bool(self.horizontal_flip or self.rotation_degrees or self.shift or self.cutout)
+        return bool(self.horizontal_flip or self.alternating_flip or self.rotation_degrees or self.shift or self.cutout)
 
 
 MixedPrecision = Literal["float32", "mixed_float16", "mixed_bfloat16"] | None

@@ -30,8 +30,8 @@ import numpy as np
 
 from cifar_kedro import augmentation as augmentation_module
 from cifar_kedro.datasets import atomic_path
-from cifar_kedro.layers import PiecewiseLinearSchedule
-from cifar_kedro.schemas import Augmentation, LearningRate, MixedPrecision, OptimizerOptions, Schedule
+from cifar_kedro.layers import AlternatingFlip, PiecewiseLinearSchedule
+from cifar_kedro.schemas import Augmentation, LearningRate, Lookahead, MixedPrecision, OptimizerOptions, Schedule
 from cifar_kedro.splits import Split
 
 logger = logging.getLogger(__name__)
@@ -56,15 +56,51 @@ def learning_rate_schedule(rate: LearningRate, total_steps: int) -> float | Piec
     return PiecewiseLinearSchedule([round(f * total_steps) for f in fractions], list(rates))
 
 
+class ScaledLearningRates:
+    """Mixin for a Keras optimizer: per-variable learning-rate multipliers, matched by a substring
+    of the variable's path. The multipliers are variables, so a callback can change one mid-fit
+    (``StopTraining``) without retracing the train step."""
+
+    def __init__(self, *args, lr_scales: dict[str, float], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lr_scales = {pattern: keras.Variable(float(scale), dtype="float32", trainable=False,
+                                                  name=f"lr_scale_{index}")
+                          for index, (pattern, scale) in enumerate(lr_scales.items())}
+
+    def build(self, variables):
+        super().build(variables)
+        self._scale_of = [next((scale for pattern, scale in self.lr_scales.items() if pattern in v.path), None)
+                          for v in variables]
+
+    def update_step(self, gradient, variable, learning_rate):
+        scale = self._scale_of[self._get_variable_index(variable)]  # the backend may pass its own variable
+        if scale is None:
+            return super().update_step(gradient, variable, learning_rate)
+        before = keras.ops.copy(variable)
+        super().update_step(gradient, variable, learning_rate * keras.ops.cast(scale, keras.ops.dtype(learning_rate)))
+        # A multiplier of 0 freezes the variable outright: momentum would otherwise still move it.
+        self.assign(variable, keras.ops.where(scale > 0, variable, before))
+
+
+OPTIMIZERS = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW}
+
+
 def make_optimizer(options: OptimizerOptions, rate: LearningRate, total_steps: int) -> keras.optimizers.Optimizer:
     """The optimizer ``options`` name, with ``rate`` over a stage of ``total_steps`` steps."""
-    learning_rate = learning_rate_schedule(rate, total_steps)
-    decay = {"weight_decay": options.weight_decay} if options.weight_decay is not None else {}
+    kwargs: dict[str, Any] = {"learning_rate": learning_rate_schedule(rate, total_steps)}
+    if options.weight_decay is not None:
+        kwargs["weight_decay"] = options.weight_decay
     if options.name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=options.momentum, nesterov=options.nesterov, **decay)
-    if options.name == "adamw":
-        return keras.optimizers.AdamW(learning_rate, **decay)
-    return keras.optimizers.Adam(learning_rate, **decay)
+        kwargs |= {"momentum": options.momentum, "nesterov": options.nesterov}
+    cls = OPTIMIZERS[options.name]
+    scales = {**options.lr_scales, **{pattern: 1.0 for pattern in options.trains_for_epochs}}
+    if scales:
+        cls = type(f"Scaled{cls.__name__}", (ScaledLearningRates, cls), {})
+        kwargs["lr_scales"] = scales
+    optimizer = cls(**kwargs)
+    if options.trains_for_epochs:
+        optimizer.exclude_from_weight_decay(var_names=list(options.trains_for_epochs))
+    return optimizer
 
 
 def compile_model(model, optimizer, *, label_smoothing: float = 0.0, jit_compile: bool | str = "auto") -> None:
@@ -218,6 +254,60 @@ class Progress(keras.callbacks.Callback):
         )
 
 
+class StopTraining(keras.callbacks.Callback):
+    """From epoch ``epochs`` on, the variables matching ``pattern`` get no more updates (their
+    learning-rate multiplier becomes 0; see ``ScaledLearningRates``)."""
+
+    def __init__(self, pattern: str, epochs: int):
+        super().__init__()
+        self.pattern, self.epochs = pattern, epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.lr_scales[self.pattern].assign(0.0 if epoch >= self.epochs else 1.0)
+
+
+class SetEpoch(keras.callbacks.Callback):
+    """Tells epoch-aware augmentation layers (``layers.AlternatingFlip``) which epoch it is."""
+
+    def __init__(self, layers: list[keras.layers.Layer]):
+        super().__init__()
+        self.layers = layers
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for layer in self.layers:
+            layer.epoch.assign(epoch)
+
+
+class LookaheadEMA(keras.callbacks.Callback):
+    """airbench's Lookahead: every ``every`` steps the float weights (BatchNorm statistics too)
+    move into an exponential moving average, decay ``decay × (step / total)^power``, and are set
+    to it; training ends on the average. Its state lives in this callback: a resumed fit starts a
+    new average."""
+
+    def __init__(self, config: Lookahead):
+        super().__init__()
+        self.config = config
+
+    def on_train_begin(self, logs=None):
+        self.variables = [v for v in self.model.weights if "float" in str(v.dtype)]
+        self.average = [keras.ops.convert_to_numpy(v) for v in self.variables]
+        self.total = max(int(self.params.get("epochs") or 1) * int(self.params.get("steps") or 1), 1)
+        self.step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step % self.config.every == 0:
+            self._update(self.config.decay * (self.step / self.total) ** self.config.power)
+
+    def on_train_end(self, logs=None):
+        self._update(1.0)  # keep the average
+
+    def _update(self, decay: float) -> None:
+        for variable, average in zip(self.variables, self.average):
+            average += (1.0 - decay) * (keras.ops.convert_to_numpy(variable) - average)
+            variable.assign(average)
+
+
 # ---------------------------------------------------------------------------- fit
 def fit(
     model: keras.Model,
@@ -231,6 +321,7 @@ def fit(
     learning_rate: LearningRate,
     augmentation: Augmentation | None = None,
     label_smoothing: float = 0.0,
+    lookahead: Lookahead | None = None,
     jit_compile: bool | str = "auto",
     seed: int | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
@@ -240,7 +331,8 @@ def fit(
     """Train ``model`` on ``train`` = (inputs, int labels), validating every epoch.
 
     ``augmentation`` runs in front of the model during training only (``with_augmentation``);
-    ``learning_rate`` is a number or a ``Schedule`` over this stage's ``epochs``. Returns one
+    ``learning_rate`` is a number or a ``Schedule`` over this stage's ``epochs``; ``lookahead``
+    keeps an average of the weights (``LookaheadEMA``). Returns one
     record per epoch: ``epoch`` (1-based), ``loss``, ``accuracy``, ``val_loss``,
     ``val_accuracy``, ``learning_rate``, ``seconds``, ``images_per_second``. With a
     ``checkpoint_dir`` the stage resumes after an interruption and is skipped once finished.
@@ -259,6 +351,10 @@ def fit(
 
     log = EpochLog(stage_dir / "epochs.json" if stage_dir else None, len(x_train))
     callbacks = [RaiseOnNaN(stage), Progress(stage, len(x_train), batch_size), *extra_callbacks, log]
+    callbacks += [StopTraining(pattern, n) for pattern, n in optimizer.trains_for_epochs.items()]
+    epoch_aware = [layer for layer in _all_layers(trainer) if isinstance(layer, AlternatingFlip)]
+    callbacks += [SetEpoch(epoch_aware)] if epoch_aware else []
+    callbacks += [LookaheadEMA(lookahead)] if lookahead is not None else []
     if stage_dir is not None:
         # After the log, so that an epoch in the backup is always in the log too.
         callbacks.append(keras.callbacks.BackupAndRestore(str(stage_dir / "backup")))
@@ -278,6 +374,12 @@ def fit(
         np.savez(stage_dir / "weights.npz", *trainer.get_weights())
         _write_json_atomic(stage_dir / "done.json", log.history)
     return log.history
+
+
+def _all_layers(model: keras.layers.Layer):
+    for layer in getattr(model, "layers", []):
+        yield layer
+        yield from _all_layers(layer)
 
 
 def _stage_dir(checkpoint_dir, stage: str, resume_key: Any, x: np.ndarray, y: np.ndarray) -> Path:

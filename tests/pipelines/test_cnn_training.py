@@ -34,6 +34,10 @@ def splits(tmp_path_factory):
     return (*data_nodes.split_train_validation(train, split), names)
 
 
+def build(p: CNNTrainingParams, train, names):
+    return nodes.build_model(names, nodes.input_statistics(train, p), p)
+
+
 def narrow_resnet9(epochs: int) -> CNNTrainingParams:
     recipe = raw_params()["resnet9"]
     return params(resnet9=recipe | {
@@ -47,7 +51,7 @@ def narrow_resnet9(epochs: int) -> CNNTrainingParams:
 def test_default_resnet9_learns_the_demo_data_and_records_its_schedule(splits):
     train, validation, names = splits
     p = narrow_resnet9(epochs=3)
-    model, history = nodes.train_model(nodes.build_model(names, p), train, validation, p)
+    model, history = nodes.train_model(build(p, train, names), train, validation, p)
     metrics = nodes.validation_metrics(model, validation, 256)
     assert metrics["val_accuracy"] > 0.6  # chance is 0.1
     # One cycle: the recorded end-of-epoch learning rates follow the recipe's knots.
@@ -69,7 +73,7 @@ def test_seed_cnn_is_the_study_recipe(splits):
     recipe = p.seed_cnn
     assert (recipe.epochs, recipe.batch_size, recipe.optimizer.name) == (10, 128, "adam")
     assert recipe.augmentation.horizontal_flip and recipe.augmentation.shift
-    model = nodes.build_model(names, p)
+    model = build(p, train, names)
     assert model.count_params() == 622_282
     p = params(architecture="seed_cnn", seed_cnn=raw_params()["seed_cnn"] | {"epochs": 1})
     delivered, history = nodes.train_model(model, train, validation, p)
@@ -81,7 +85,7 @@ def test_delivered_models_hold_no_training_layers(splits):
     """Augmentation (and its custom cutout layer) trains the model but is not delivered with it."""
     train, validation, names = splits
     p = narrow_resnet9(epochs=1)
-    delivered, _ = nodes.train_model(nodes.build_model(names, p), train, validation, p)
+    delivered, _ = nodes.train_model(build(p, train, names), train, validation, p)
 
     def layer_types(model):
         for layer in model.layers:

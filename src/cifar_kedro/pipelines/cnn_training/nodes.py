@@ -1,4 +1,4 @@
-"""Nodes of the cnn_training pipeline: build → train → evaluate."""
+"""Nodes of the cnn_training pipeline: input statistics → build → train → evaluate."""
 
 from __future__ import annotations
 
@@ -6,30 +6,59 @@ import time
 from typing import Any
 
 import keras
+import numpy as np
 
 from cifar_kedro import models, training
 from cifar_kedro.splits import Split
 from cifar_kedro.training import validation_metrics
 
-from .schema import CNNTrainingParams
+from .schema import Airbench, CNNTrainingParams
 
-__all__ = ["build_model", "train_model", "validation_metrics"]
+__all__ = ["input_statistics", "build_model", "train_model", "validation_metrics"]
+
+STATISTICS_CHUNK = 4096  # images at a time, so the float copy stays small
 
 
-BUILDERS = {"seed_cnn": models.build_seed_cnn, "resnet9": models.build_resnet9}
+def input_statistics(train: Split, params: CNNTrainingParams) -> dict[str, np.ndarray]:
+    """What the networks learn their input normalization from: the training images' per-channel
+    mean and standard deviation (0..255 units), and for airbench the patch-whitening filters
+    (``models.whitening_filters``) of the first ``whitening.images`` training images."""
+    images = train["images"]
+    total = np.zeros(images.shape[-1]), np.zeros(images.shape[-1])
+    for start in range(0, len(images), STATISTICS_CHUNK):
+        chunk = images[start:start + STATISTICS_CHUNK].astype("float64").reshape(-1, images.shape[-1])
+        total = total[0] + chunk.sum(axis=0), total[1] + (chunk**2).sum(axis=0)
+    count = images.size // images.shape[-1]
+    mean = total[0] / count
+    std = np.sqrt(total[1] / count - mean**2)
+    kernel, eigenvalues = np.zeros(0, "float32"), np.zeros(0)
+    if isinstance(params.recipe, Airbench):
+        whitening = params.recipe.network.whitening
+        sample = (images[: whitening.images].astype("float32") - mean) / std
+        kernel, eigenvalues = models.whitening_filters(sample, kernel_size=whitening.kernel_size,
+                                                      epsilon=whitening.epsilon)
+    return {"channel_mean": mean, "channel_std": std, "whitening_kernel": kernel, "whitening_eigenvalues": eigenvalues}
 
 
-def build_model(class_names: list[str], params: CNNTrainingParams) -> keras.Model:
+def build_model(class_names: list[str], statistics: dict[str, np.ndarray], params: CNNTrainingParams) -> keras.Model:
     """The chosen architecture's network (``params.architecture``), on uint8 images."""
     training.configure(seed=params.seed, mixed_precision=params.mixed_precision)
-    return BUILDERS[params.architecture](num_classes=len(class_names), **params.recipe.network.model_dump())
+    network = params.recipe.network.model_dump(exclude={"whitening"})
+    common = {"num_classes": len(class_names)}
+    normalization = {"channel_mean": statistics["channel_mean"], "channel_std": statistics["channel_std"]}
+    if params.architecture == "seed_cnn":
+        return models.build_seed_cnn(**common, **network)
+    if params.architecture == "resnet9":
+        return models.build_resnet9(**common, **normalization, **network)
+    return models.build_airbench(**common, **normalization, whitening_kernel=statistics["whitening_kernel"],
+                                 name=params.architecture, **network)
 
 
 def train_model(
     model: keras.Model, train: Split, validation: Split, params: CNNTrainingParams
 ) -> tuple[keras.Model, dict[str, Any]]:
-    """Train with the architecture's recipe; with ``tta_flip`` the delivered model averages its
-    predictions on each image and its mirror image (test-time augmentation)."""
+    """Train with the architecture's recipe; with ``tta_flip`` (and ``tta_translate``) the
+    delivered model averages its predictions over mirrored (and shifted) views of each image."""
     recipe = params.recipe
     start = time.perf_counter()
     records = training.fit(
@@ -43,6 +72,7 @@ def train_model(
         learning_rate=recipe.optimizer.learning_rate,
         augmentation=recipe.augmentation,
         label_smoothing=recipe.label_smoothing,
+        lookahead=recipe.lookahead,
         jit_compile=params.jit_compile,
         seed=params.seed,
         checkpoint_dir=params.checkpoint_dir,
@@ -50,7 +80,8 @@ def train_model(
                     "mixed_precision": params.mixed_precision, **recipe.model_dump(mode="json")},
     )
     seconds = time.perf_counter() - start
-    delivered = models.with_tta(model, flip=True) if recipe.tta_flip else model
+    tta = recipe.tta_flip or recipe.tta_translate
+    delivered = models.with_tta(model, flip=recipe.tta_flip, translate=recipe.tta_translate) if tta else model
     return delivered, {
         "model": "cnn",
         "architecture": params.architecture,
@@ -60,6 +91,7 @@ def train_model(
         "batch_size": recipe.batch_size,
         "augmentation": recipe.augmentation.model_dump(mode="json"),
         "tta_flip": recipe.tta_flip,
+        "tta_translate": recipe.tta_translate,
         "experiments": [],
         "selected_experiment": None,
     }

@@ -2,13 +2,24 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import build_model, train_model, validation_metrics
+from .nodes import build_model, input_statistics, train_model, validation_metrics
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
-            Node(build_model, ["class_names", "params:cnn_training"], "cnn_untrained", name="build_cnn_model"),
+            Node(
+                input_statistics,
+                ["train_split", "params:cnn_training"],
+                "cnn_input_statistics",
+                name="compute_cnn_input_statistics",
+            ),
+            Node(
+                build_model,
+                ["class_names", "cnn_input_statistics", "params:cnn_training"],
+                "cnn_untrained",
+                name="build_cnn_model",
+            ),
             Node(
                 train_model,
                 ["cnn_untrained", "train_split", "validation_split", "params:cnn_training"],

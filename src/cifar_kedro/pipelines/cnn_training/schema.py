@@ -13,6 +13,7 @@ from cifar_kedro.schemas import (
     Augmentation,
     Fraction,
     JitCompile,
+    Lookahead,
     MixedPrecision,
     Optimizer,
     Params,
@@ -20,7 +21,6 @@ from cifar_kedro.schemas import (
 )
 
 Positive = Annotated[float, Field(gt=0.0)]
-RGB = tuple[float, float, float]
 
 
 class Recipe(Params):
@@ -32,6 +32,8 @@ class Recipe(Params):
     label_smoothing: Fraction = 0.0
     augmentation: Augmentation = Augmentation()
     tta_flip: bool = False  # the delivered model averages each image with its mirror image
+    tta_translate: Annotated[int, Field(ge=0)] = 0  # … and with both shifted this many pixels (airbench)
+    lookahead: Lookahead | None = None  # an average of the weights, kept while training
 
 
 class SeedCNNNetwork(Params):
@@ -48,17 +50,36 @@ class ResNet9Network(Params):
     width: Positive  # channel multiplier; 1.0 = 64/128/256/512 as published
     logit_scale: Positive
     bn_momentum: Fraction
-    channel_mean: RGB  # training-set channel statistics, in 0..255 pixel units
-    channel_std: tuple[Positive, Positive, Positive]
 
 
 class ResNet9(Recipe):
     network: ResNet9Network
 
 
+class Whitening(Params):
+    kernel_size: PositiveInt = 2
+    epsilon: Positive = 5.0e-4
+    images: PositiveInt = 5000  # training images whose patches give the statistics
+
+
+class AirbenchNetwork(Params):
+    widths: list[PositiveInt] = Field(min_length=1)
+    convs_per_block: Annotated[int, Field(ge=2)]
+    residual: bool = False
+    bn_momentum: Fraction
+    logit_scale: Positive
+    whitening: Whitening = Whitening()
+
+
+class Airbench(Recipe):
+    network: AirbenchNetwork
+
+
 class CNNTrainingParams(Params):
-    architecture: Literal["resnet9", "seed_cnn"]
+    architecture: Literal["airbench94", "airbench96", "resnet9", "seed_cnn"]
     seed: int
+    airbench94: Airbench
+    airbench96: Airbench
     resnet9: ResNet9
     seed_cnn: SeedCNN
     eval_batch_size: PositiveInt
@@ -67,6 +88,6 @@ class CNNTrainingParams(Params):
     checkpoint_dir: str | None = None  # per-epoch checkpoints of an unfinished run
 
     @property
-    def recipe(self) -> SeedCNN | ResNet9:
+    def recipe(self) -> Airbench | ResNet9 | SeedCNN:
         """The chosen architecture's block."""
         return getattr(self, self.architecture)
