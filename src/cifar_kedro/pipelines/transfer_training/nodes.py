@@ -14,7 +14,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from cifar_kedro import models, training
+from cifar_kedro import augmentation, models, training
 from cifar_kedro.splits import Split
 from cifar_kedro.training import validation_metrics
 
@@ -195,16 +195,32 @@ def _rate_label(rate: Any) -> str:
 def _activations(bottom: keras.Model, train: Split, validation: Split, params: TransferTrainingParams):
     """The frozen bottom's outputs, computed once: training images in each of ``cached_views``
     (labels repeated to match), validation images as they are. Stored as float16 to halve memory."""
-    views = {"original": lambda images: images, "mirrored": lambda images: images[:, :, ::-1]}
     started = time.perf_counter()
 
     def run(images):
         return training.predict(bottom, images, params.eval_batch_size).astype("float16")
 
-    x_train = np.concatenate([run(views[view](train["images"])) for view in params.cached_views])
+    x_train = np.concatenate([run(_view(train["images"], view, index, params))
+                              for index, view in enumerate(params.cached_views)])
     y_train = np.tile(train["labels"], len(params.cached_views))
     x_val = run(validation["images"])
     logger.info("Cached the frozen layers' activations %s for %d training images × %s and %d validation images "
                 "in %.0f s.", x_val.shape[1:], len(train["labels"]), list(params.cached_views),
                 len(validation["labels"]), time.perf_counter() - started)
     return (x_train, y_train), (x_val, validation["labels"])
+
+
+VIEW_CHUNK = 2048  # images augmented at a time
+
+
+def _view(images: np.ndarray, view: str, index: int, params: TransferTrainingParams) -> np.ndarray:
+    """``original``, ``mirrored``, or ``augmented``: one seeded draw of the configured augmentation
+    (each ``augmented`` in the list a different draw)."""
+    if view == "original":
+        return images
+    if view == "mirrored":
+        return images[:, :, ::-1]
+    layer = augmentation.build_augmentation(params.augmentation, seed=params.seed + index)
+    draws = [keras.ops.convert_to_numpy(layer(images[start:start + VIEW_CHUNK].astype("float32"), training=True))
+             for start in range(0, len(images), VIEW_CHUNK)]
+    return np.clip(np.round(np.concatenate(draws)), 0, 255).astype("uint8")

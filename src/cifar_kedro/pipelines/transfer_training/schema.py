@@ -49,8 +49,9 @@ class TransferTrainingParams(Params):
     # frozen: BatchNormalization keeps its ImageNet statistics; train: the unfrozen ones learn theirs.
     fine_tune_batchnorm: Literal["frozen", "train"] = "frozen"
     fine_tune_batchnorm_momentum: Fraction = 0.99
-    # With cache_features, fine-tuning trains on the frozen layers' activations of these views.
-    cached_views: list[Literal["original", "mirrored"]] = Field(default=["original", "mirrored"], min_length=1)
+    # With cache_features, fine-tuning trains on the frozen layers' activations of these views of
+    # the training images; each "augmented" is another seeded draw of `augmentation`.
+    cached_views: list[Literal["original", "mirrored", "augmented"]] = Field(default=["original"], min_length=1)
     tta_flip: bool = False  # the delivered model averages each image with its mirror image
 
     eval_batch_size: PositiveInt
