@@ -7,7 +7,7 @@ Goal: under 30 s and under 2 GB on 2 cores."
 What it does, top to bottom:
   1. copies the project's configuration into a throw-away folder (empty data/ tree, no conf/local);
   2. writes 5 × 10,000 training + 10,000 test generated images with
-     `cifar10.write_synthetic_cifar10` into data/01_raw/cifar-10-batches-py, the folder the base
+     `sources.synthetic.write_synthetic_cifar10` into data/01_raw/cifar-10-batches-py, the folder the base
      environment reads (it exists, so no download is tried) — timed, but not part of the result;
   3. runs `kedro run --pipelines data_processing` as a subprocess in that folder, `--repeat` times,
      under `/usr/bin/time -v` when present (else the child's own rusage from `os.wait4`):
@@ -36,10 +36,10 @@ import numpy as np
 
 from scratch_project import PROJECT_ROOT, TIME_BINARY, kedro_run, make_project
 
-from cifar_kedro import cifar10
+from cifar_kedro.sources import synthetic
 
 RESULTS_FILE = PROJECT_ROOT / "benchmarks" / "results" / "data_processing.json"
-RAW_FOLDER = "data/01_raw/cifar-10-batches-py"  # what conf/base/catalog.yml's cifar10_source reads
+RAW_FOLDER = "data/01_raw/cifar-10-batches-py"  # what conf/base/catalog.yml's raw_source reads
 
 IMAGES_PER_BATCH = 10_000  # × 5 training batches = 50,000, as the real data set
 TEST_IMAGES = 10_000
@@ -82,7 +82,7 @@ def main() -> None:
     try:
         project = make_project(workdir)
         start = time.perf_counter()
-        cifar10.write_synthetic_cifar10(project / RAW_FOLDER, images_per_batch=IMAGES_PER_BATCH,
+        synthetic.write_synthetic_cifar10(project / RAW_FOLDER, images_per_batch=IMAGES_PER_BATCH,
                                         test_images=TEST_IMAGES, seed=SEED)
         generation_seconds = time.perf_counter() - start
         raw_mib = sum(p.stat().st_size for p in (project / RAW_FOLDER).iterdir()) / 2**20

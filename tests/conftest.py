@@ -46,6 +46,20 @@ def run_session(project: Path, env: str, params: dict | None = None, **run_args)
         os.chdir(cwd)
 
 
+def synthetic_splits(folder: Path, *, images_per_batch: int, seed: int, test_images: int = 10):
+    """Training and validation splits (and class names) of a generated CIFAR-10 stand-in, made by
+    the data_processing nodes as the pipeline makes them (80/20, split seed 0)."""
+    from cifar_kedro.pipelines.data_processing import nodes
+    from cifar_kedro.pipelines.data_processing.schema import DataProcessingParams
+    from cifar_kedro.sources import cifar10, synthetic
+
+    synthetic.write_synthetic_cifar10(folder, images_per_batch=images_per_batch, test_images=test_images, seed=seed)
+    params = DataProcessingParams(validation_fraction=0.2, seed=0, sample_images_per_class=1)
+    raw, _ = nodes.ingest_source({**cifar10.load(folder), "source": "synthetic"})
+    pool, _, names = nodes.assemble_splits(raw, params)
+    return (*nodes.split_train_validation(pool, names, params), names)
+
+
 def versions(project: Path, relative: str) -> list[Path]:
     """The saved versions of a versioned dataset, oldest first."""
     return sorted((project / relative).glob("*/*"))

@@ -8,14 +8,12 @@ import numpy as np
 import pytest
 import yaml
 
-from cifar_kedro import cifar10, models, training
+from cifar_kedro import models, training
 from cifar_kedro.layers import AlternatingFlip
 from cifar_kedro.pipelines.cnn_training import nodes
 from cifar_kedro.pipelines.cnn_training.schema import CNNTrainingParams
-from cifar_kedro.pipelines.data_processing import nodes as data_nodes
-from cifar_kedro.pipelines.data_processing.schema import DataProcessingParams
 from cifar_kedro.schemas import Lookahead, OptimizerOptions
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, synthetic_splits
 
 RNG = np.random.default_rng(0)
 
@@ -118,12 +116,7 @@ def test_lookahead_ends_on_the_average_of_the_weights():
 
 @pytest.fixture(scope="module")
 def demo_splits(tmp_path_factory):
-    folder = cifar10.write_synthetic_cifar10(tmp_path_factory.mktemp("airbench") / "batches", images_per_batch=400,
-                                             test_images=10, seed=3)
-    raw, _ = data_nodes.ingest_batches({**cifar10.read_batches(folder), "source": "synthetic"})
-    train, _, names = data_nodes.assemble_splits(raw)
-    split = DataProcessingParams(validation_fraction=0.2, seed=0, sample_images_per_class=1)
-    return (*data_nodes.split_train_validation(train, split), names)
+    return synthetic_splits(tmp_path_factory.mktemp("airbench") / "batches", images_per_batch=400, seed=3)
 
 
 def narrow_airbench(epochs: int) -> CNNTrainingParams:
@@ -142,7 +135,7 @@ def test_a_narrow_airbench_learns_the_demo_data_and_reloads_identically(demo_spl
     statistics = nodes.input_statistics(train, params)
     assert statistics["whitening_kernel"].shape == (2, 2, 3, 24)
     model = nodes.build_model(names, statistics, params)
-    delivered, history = nodes.train_model(model, train, validation, params)
+    delivered, history = nodes.train_model(model, train, validation, names, params)
     accuracy = nodes.validation_metrics(delivered, validation, 256)["val_accuracy"]
     assert accuracy > 0.6, history["epochs"]  # chance is 0.1
     np.testing.assert_allclose(  # the whitening kernel stayed as computed

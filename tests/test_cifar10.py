@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar_kedro import cifar10
-from cifar_kedro.cifar10 import CIFAR10DownloadError, CIFAR10FormatError
+from cifar_kedro.sources import cifar10, download, synthetic
+from cifar_kedro.sources.cifar10 import CIFAR10FormatError
+from cifar_kedro.sources.download import CIFAR10DownloadError
 
 ROWS = 12  # images in the small hand-made batches
 SMALL = {"images_per_batch": 20, "test_images": 20}  # a tiny synthetic data set
@@ -113,7 +114,7 @@ def _link_member(name: str, target: str, kind: bytes) -> tuple[tarfile.TarInfo, 
 
 @pytest.fixture(scope="module")
 def small_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return cifar10.write_synthetic_cifar10(tmp_path_factory.mktemp("small") / cifar10.FOLDER_NAME, **SMALL)
+    return synthetic.write_synthetic_cifar10(tmp_path_factory.mktemp("small") / cifar10.FOLDER_NAME, **SMALL)
 
 
 @pytest.fixture
@@ -324,7 +325,7 @@ def test_offline_download_fails_fast_and_leaves_nothing(tmp_path: Path, no_netwo
     folder = raw / cifar10.FOLDER_NAME
     started = time.monotonic()
     with pytest.raises(CIFAR10DownloadError) as error:
-        cifar10.download_and_extract(folder)
+        download.download_and_extract(folder)
     assert time.monotonic() - started < OFFLINE_SECONDS
     message = str(error.value)
     assert cifar10.ARCHIVE_URL in message and str(folder) in message and str(raw / cifar10.ARCHIVE_NAME) in message
@@ -332,7 +333,7 @@ def test_offline_download_fails_fast_and_leaves_nothing(tmp_path: Path, no_netwo
 
     unborn = tmp_path / "missing_parent" / cifar10.FOLDER_NAME
     with pytest.raises(CIFAR10DownloadError):
-        cifar10.download_and_extract(unborn)
+        download.download_and_extract(unborn)
     assert not unborn.parent.exists()
 
 
@@ -346,12 +347,12 @@ def test_download_checks_md5_extracts_and_reuses(tmp_path: Path, small_folder: P
 
     wrong = "0" * 32
     with pytest.raises(CIFAR10DownloadError) as error:
-        cifar10.download_and_extract(folder, url=served.as_uri(), md5=wrong)
+        download.download_and_extract(folder, url=served.as_uri(), md5=wrong)
     assert md5 in str(error.value) and wrong in str(error.value)
     assert list(raw.iterdir()) == []
 
-    with caplog.at_level("INFO", logger=cifar10.__name__):
-        assert cifar10.download_and_extract(folder, url=served.as_uri(), md5=md5) == folder
+    with caplog.at_level("INFO", logger=download.__name__):
+        assert download.download_and_extract(folder, url=served.as_uri(), md5=md5) == folder
     assert "100%" in caplog.text
     assert {p.name for p in raw.iterdir()} == {cifar10.ARCHIVE_NAME, cifar10.FOLDER_NAME}
     assert cifar10.read_batches(folder)["checksums"] == cifar10.read_batches(small_folder)["checksums"]
@@ -360,7 +361,7 @@ def test_download_checks_md5_extracts_and_reuses(tmp_path: Path, small_folder: P
     for path in folder.iterdir():
         path.unlink()
     folder.rmdir()
-    cifar10.download_and_extract(folder, url=served.as_uri(), md5=md5)
+    download.download_and_extract(folder, url=served.as_uri(), md5=md5)
     assert cifar10.read_batches(folder)["label_names"] == list(cifar10.LABEL_NAMES)
 
 
@@ -368,7 +369,7 @@ def test_archive_placed_by_hand_with_wrong_md5_is_reported(tmp_path: Path, no_ne
     archive = tmp_path / cifar10.ARCHIVE_NAME
     archive.write_bytes(b"not the archive")
     with pytest.raises(CIFAR10DownloadError, match="expected c58f30108f718f92721af3b95e74349a") as error:
-        cifar10.download_and_extract(tmp_path / cifar10.FOLDER_NAME)
+        download.download_and_extract(tmp_path / cifar10.FOLDER_NAME)
     assert str(archive) in str(error.value)
     assert archive.exists() and not (tmp_path / cifar10.FOLDER_NAME).exists()
 
@@ -388,7 +389,7 @@ def test_escaping_tar_member_is_refused(tmp_path: Path, small_folder: Path, evil
     md5 = _tar_gz(raw / cifar10.ARCHIVE_NAME, small_folder, members)
 
     with pytest.raises(CIFAR10DownloadError, match="refused to unpack the member") as error:
-        cifar10.download_and_extract(raw / cifar10.FOLDER_NAME, md5=md5)
+        download.download_and_extract(raw / cifar10.FOLDER_NAME, md5=md5)
     assert str(raw / cifar10.ARCHIVE_NAME) in str(error.value)
     assert not outside.exists()
     assert [p.name for p in raw.iterdir()] == [cifar10.ARCHIVE_NAME]
@@ -399,19 +400,19 @@ def test_escaping_tar_member_is_refused(tmp_path: Path, small_folder: Path, evil
 
 
 def test_synthetic_is_deterministic(tmp_path: Path, small_folder: Path) -> None:
-    again = cifar10.write_synthetic_cifar10(tmp_path / "a" / cifar10.FOLDER_NAME, **SMALL)
-    other = cifar10.write_synthetic_cifar10(tmp_path / "b" / cifar10.FOLDER_NAME, **SMALL, seed=1)
+    again = synthetic.write_synthetic_cifar10(tmp_path / "a" / cifar10.FOLDER_NAME, **SMALL)
+    other = synthetic.write_synthetic_cifar10(tmp_path / "b" / cifar10.FOLDER_NAME, **SMALL, seed=1)
     for name in cifar10.ALL_FILES:
         assert (again / name).read_bytes() == (small_folder / name).read_bytes(), name
     assert (other / cifar10.TEST_FILE).read_bytes() != (small_folder / cifar10.TEST_FILE).read_bytes()
     assert [p.name for p in again.parent.iterdir()] == [cifar10.FOLDER_NAME]  # no staging folder left
     with pytest.raises(FileExistsError):
-        cifar10.write_synthetic_cifar10(again, **SMALL)
+        synthetic.write_synthetic_cifar10(again, **SMALL)
 
 
 @pytest.fixture(scope="module")
 def learnable(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    folder = cifar10.write_synthetic_cifar10(tmp_path_factory.mktemp("learnable") / cifar10.FOLDER_NAME,
+    folder = synthetic.write_synthetic_cifar10(tmp_path_factory.mktemp("learnable") / cifar10.FOLDER_NAME,
                                              **LEARNABLE)
     return cifar10.read_batches(folder)
 
@@ -469,3 +470,14 @@ def test_synthetic_shapes_carry_the_class_without_colour(learnable: dict) -> Non
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)).fit(x_train, y_train)
     test = batches[cifar10.TEST_FILE]
     assert model.score(_shape_spectrum(test["data"]), test["labels"]) >= CHANCE_PLUS
+
+
+def test_load_gives_nhwc_images_with_the_red_plane_first(small_folder):
+    source = cifar10.load(small_folder)
+    per_batch = SMALL["images_per_batch"]
+    row = cifar10.read_batch(small_folder / "data_batch_2")["data"][7]
+    image = source["train"]["images"][per_batch + 7]  # batch 2's 8th row
+    # Pixel (r, c) channel k is row[k * 1024 + r * 32 + c].
+    np.testing.assert_array_equal(image[3, 5], [row[3 * 32 + 5], row[1024 + 3 * 32 + 5], row[2048 + 3 * 32 + 5]])
+    assert source["train"]["images"].shape == (5 * per_batch, 32, 32, 3)
+    assert source["test"]["labels"].dtype == np.int64 and source["class_names"] == list(cifar10.LABEL_NAMES)

@@ -82,7 +82,7 @@ def test_batches_dataset_generates_synthetic_batches_once(tmp_path):
     assert not dataset.exists()
     first = dataset.load()
     assert dataset.exists() and first["source"] == "synthetic"
-    assert first["batches"]["data_batch_1"]["data"].shape == (20, 3072)
+    assert first["train"]["images"].shape == (100, 32, 32, 3) and first["test"]["labels"].shape == (20,)
     assert dataset.load()["checksums"] == first["checksums"]  # read again, not regenerated
     with pytest.raises(DatasetError, match="read only"):
         dataset.save(first)

@@ -50,7 +50,8 @@ def colour_oracle() -> keras.Model:
 def test_images_and_labels_stay_aligned_through_split_shuffle_and_augmentation(aug_config):
     labels = np.random.default_rng(0).integers(0, 10, 600)
     split = DataProcessingParams(validation_fraction=0.2, seed=1, sample_images_per_class=1)
-    train, validation = split_train_validation({"images": colour_images(labels), "labels": labels}, split)
+    train, validation = split_train_validation({"images": colour_images(labels), "labels": labels},
+                                               [str(n) for n in range(10)], split)
     history = training.fit(
         colour_oracle(),
         (train["images"], train["labels"]),

@@ -2,11 +2,13 @@
 
 * ``CIFAR10BatchesDataset`` reads the official CIFAR-10 Python batches from a folder, safely, and
   gets them first when the folder is missing (the official archive, or a synthetic stand-in).
+* ``ImageFolderDataset`` reads a class-per-folder tree of images (your own data).
 * ``NpzDataset`` stores a dict of NumPy arrays (no pickles, so loading runs no code).
 * ``KerasModelDataset`` stores a Keras 3 ``.keras`` file on any Keras backend (kedro-datasets'
   TensorFlowModelDataset imports TensorFlow) and loads it with ``safe_mode``.
 
-The two writers are atomic: a file is written beside its target and renamed into place, so a
+The two sources load into the one shape ``cifar_kedro.sources`` describes, so the pipelines take
+either. The two writers are atomic: a file is written beside its target and renamed into place, so a
 killed run never leaves a half-written version for the next run to load.
 """
 
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 from kedro.io import AbstractDataset, AbstractVersionedDataset, DatasetError, Version
 
-from cifar_kedro import cifar10
+from cifar_kedro.sources import cifar10, download, image_folder, synthetic
 
 
 @contextmanager
@@ -98,8 +100,6 @@ class KerasModelDataset(_LocalVersionedDataset):
     def load(self) -> Any:
         import keras
 
-        import cifar_kedro.layers  # noqa: F401  (registers the custom layers before loading)
-
         return keras.saving.load_model(self._get_load_path(), safe_mode=self._safe_mode)
 
     def save(self, model: Any) -> None:
@@ -114,9 +114,8 @@ class KerasModelDataset(_LocalVersionedDataset):
 class CIFAR10BatchesDataset(AbstractDataset):
     """The CIFAR-10 Python batches in a ``cifar-10-batches-py`` folder (read only).
 
-    Loading returns ``{"batches": {file_name: {"data", "labels"}}, "label_names": [...],
-    "checksums": {file_name: md5}, "source": "download" | "synthetic"}`` after a safe, validated
-    read of every file.
+    Loading returns the source (``cifar_kedro.sources``) after a safe, validated read of every file,
+    with ``"source": "download" | "synthetic"``.
 
     When the folder is missing it is filled first, once, according to ``source``:
 
@@ -142,10 +141,10 @@ class CIFAR10BatchesDataset(AbstractDataset):
     def load(self) -> dict[str, Any]:
         if not self._path.exists():
             if self._source == "download":
-                cifar10.download_and_extract(self._path, url=self._url, md5=self._md5, timeout=self._timeout)
+                download.download_and_extract(self._path, url=self._url, md5=self._md5, timeout=self._timeout)
             else:
-                cifar10.write_synthetic_cifar10(self._path, **self._synthetic)
-        return {**cifar10.read_batches(self._path), "source": self._source}
+                synthetic.write_synthetic_cifar10(self._path, **self._synthetic)
+        return {**cifar10.load(self._path), "source": self._source}
 
     def save(self, data: Any) -> None:
         raise DatasetError(f"{self._path} holds the original CIFAR-10 batches and is read only.")
@@ -155,3 +154,47 @@ class CIFAR10BatchesDataset(AbstractDataset):
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path), "source": self._source}
+
+
+class ImageFolderDataset(AbstractDataset):
+    """Your own images: a class-per-folder tree (optionally split in ``train/`` and ``test/``), read
+    by ``sources.image_folder`` at ``image_size`` × ``image_size``, read only.
+
+    Example catalog entry (``conf/images/catalog.yml``)::
+
+        raw_source:
+          type: cifar_kedro.datasets.ImageFolderDataset
+          path: data/01_raw/images
+          image_size: 64
+          crop: false             # true: centre-crop to square before resizing (else stretch)
+          skip_unreadable: false  # true: leave corrupt files out, listed in the data report
+    """
+
+    def __init__(self, *, path: str, image_size: int, crop: bool = False, skip_unreadable: bool = False,
+                 workers: int | None = None, metadata: dict | None = None):
+        if int(image_size) < 8:
+            raise DatasetError(f"ImageFolderDataset image_size must be at least 8 pixels, got {image_size}.")
+        self._path = Path(path)
+        self._image_size = int(image_size)
+        self._crop = bool(crop)
+        self._skip_unreadable = bool(skip_unreadable)
+        self._workers = workers
+        self.metadata = metadata
+
+    def load(self) -> dict[str, Any]:
+        try:
+            source = image_folder.load(self._path, image_size=self._image_size, crop=self._crop,
+                                       skip_unreadable=self._skip_unreadable, workers=self._workers)
+        except image_folder.ImageFolderError as error:
+            raise DatasetError(str(error)) from error
+        return {**source, "source": "image_folder"}
+
+    def save(self, data: Any) -> None:
+        raise DatasetError(f"{self._path} holds your source images and is read only.")
+
+    def _exists(self) -> bool:
+        return self._path.is_dir()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path), "image_size": self._image_size, "crop": self._crop,
+                "skip_unreadable": self._skip_unreadable}

@@ -7,12 +7,9 @@ import numpy as np
 import pytest
 import yaml
 
-from cifar_kedro import cifar10
 from cifar_kedro.pipelines.cnn_training import nodes
 from cifar_kedro.pipelines.cnn_training.schema import CNNTrainingParams
-from cifar_kedro.pipelines.data_processing import nodes as data_nodes
-from cifar_kedro.pipelines.data_processing.schema import DataProcessingParams
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, synthetic_splits
 
 
 def raw_params() -> dict:
@@ -26,12 +23,7 @@ def params(**overrides) -> CNNTrainingParams:
 
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory):
-    folder = cifar10.write_synthetic_cifar10(tmp_path_factory.mktemp("cnn") / "batches", images_per_batch=400,
-                                             test_images=10, seed=7)
-    raw, _ = data_nodes.ingest_batches({**cifar10.read_batches(folder), "source": "synthetic"})
-    train, _, names = data_nodes.assemble_splits(raw)
-    split = DataProcessingParams(validation_fraction=0.2, seed=0, sample_images_per_class=1)
-    return (*data_nodes.split_train_validation(train, split), names)
+    return synthetic_splits(tmp_path_factory.mktemp("cnn") / "batches", images_per_batch=400, seed=7)
 
 
 def build(p: CNNTrainingParams, train, names):
@@ -51,7 +43,7 @@ def narrow_resnet9(epochs: int) -> CNNTrainingParams:
 def test_default_resnet9_learns_the_demo_data_and_records_its_schedule(splits):
     train, validation, names = splits
     p = narrow_resnet9(epochs=3)
-    model, history = nodes.train_model(build(p, train, names), train, validation, p)
+    model, history = nodes.train_model(build(p, train, names), train, validation, names, p)
     metrics = nodes.validation_metrics(model, validation, 256)
     assert metrics["val_accuracy"] > 0.6  # chance is 0.1
     # One cycle: the recorded end-of-epoch learning rates follow the recipe's knots.
@@ -76,7 +68,7 @@ def test_seed_cnn_is_the_study_recipe(splits):
     model = build(p, train, names)
     assert model.count_params() == 622_282
     p = params(architecture="seed_cnn", seed_cnn=raw_params()["seed_cnn"] | {"epochs": 1})
-    delivered, history = nodes.train_model(model, train, validation, p)
+    delivered, history = nodes.train_model(model, train, validation, names, p)
     assert delivered is model  # no test-time augmentation in the study's recipe
     assert history["params_total"] == 622_282 and history["params_trainable"] == 622_282 - 960
 
@@ -85,7 +77,7 @@ def test_delivered_models_hold_no_training_layers(splits):
     """Augmentation (and its custom cutout layer) trains the model but is not delivered with it."""
     train, validation, names = splits
     p = narrow_resnet9(epochs=1)
-    delivered, _ = nodes.train_model(build(p, train, names), train, validation, p)
+    delivered, _ = nodes.train_model(build(p, train, names), train, validation, names, p)
 
     def layer_types(model):
         for layer in model.layers:

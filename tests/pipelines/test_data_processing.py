@@ -11,7 +11,7 @@ from kedro.io import DataCatalog, DatasetError, MemoryDataset
 from kedro.runner import SequentialRunner
 from pydantic import ValidationError
 
-from cifar_kedro import cifar10
+from cifar_kedro.sources import cifar10, synthetic
 from cifar_kedro.pipelines.data_processing import create_pipeline
 from cifar_kedro.pipelines.data_processing import nodes
 from cifar_kedro.pipelines.data_processing.schema import DataProcessingParams
@@ -20,29 +20,47 @@ from tests.conftest import run_session, versions
 CLASSES = list(cifar10.LABEL_NAMES)
 
 
-def fake_source(per_batch: int = 50, test: int = 40, seed: int = 0) -> dict:
-    """What CIFAR10BatchesDataset loads, with random pixels and every class in every batch."""
+def fake_source(per_class: int = 25, test_per_class: int | None = 4, seed: int = 0) -> dict:
+    """What a source dataset loads (``cifar_kedro.sources``), with random pixels."""
     rng = np.random.default_rng(seed)
-    batches = {}
-    for name, n in [(f, per_batch) for f in cifar10.TRAIN_FILES] + [(cifar10.TEST_FILE, test)]:
-        batches[name] = {
-            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-            "labels": rng.permutation(np.arange(n) % 10).astype(np.int64),
-        }
-    return {"batches": batches, "label_names": CLASSES, "checksums": {n: "0" * 32 for n in batches},
-            "source": "synthetic"}
+
+    def split(n_per_class):
+        labels = rng.permutation(np.repeat(np.arange(10), n_per_class)).astype(np.int64)
+        return {"images": rng.integers(0, 256, (len(labels), 32, 32, 3), dtype=np.uint8), "labels": labels}
+
+    return {"train": split(per_class), "test": None if test_per_class is None else split(test_per_class),
+            "class_names": CLASSES, "checksums": {"data_batch_1": "0" * 32}, "unreadable": [], "source": "synthetic"}
 
 
-def test_assemble_splits_puts_the_red_plane_first_in_nhwc():
+def pool_test_names(source: dict, params=None):
+    return nodes.assemble_splits(nodes.ingest_source(source)[0], params or split_params())
+
+
+def test_a_source_with_a_test_split_keeps_it_as_read():
     source = fake_source()
-    raw, _ = nodes.ingest_batches(source)
-    train, test, class_names = nodes.assemble_splits(raw)
-    assert train["images"].shape == (250, 32, 32, 3) and test["images"].shape == (40, 32, 32, 3)
-    row = source["batches"]["data_batch_2"]["data"][7]
-    # Image 57 is batch 2's 8th row: pixel (r, c) channel k is row[k * 1024 + r * 32 + c].
-    np.testing.assert_array_equal(train["images"][57, 3, 5], [row[0 * 1024 + 3 * 32 + 5], row[1024 + 101], row[2048 + 101]])
-    assert train["labels"][57] == source["batches"]["data_batch_2"]["labels"][7]
-    assert class_names == CLASSES
+    pool, test, names = pool_test_names(source)
+    np.testing.assert_array_equal(pool["images"], source["train"]["images"])
+    np.testing.assert_array_equal(test["labels"], source["test"]["labels"])
+    assert names == CLASSES
+
+
+def test_a_source_without_a_test_split_gives_up_a_stratified_seeded_share():
+    source = fake_source(per_class=20, test_per_class=None)
+    pool, test, _ = pool_test_names(source)
+    assert len(test["labels"]) == 40 and np.bincount(test["labels"]).tolist() == [4] * 10  # test_fraction 0.2
+    assert len(pool["labels"]) == 160
+    again, test_again, _ = pool_test_names(source)
+    np.testing.assert_array_equal(test_again["images"], test["images"])
+    everything = np.concatenate([pool["images"], test["images"]]).reshape(200, -1)
+    assert len(np.unique(everything, axis=0)) == 200  # no image in both
+
+
+def test_a_class_too_small_to_split_is_named():
+    source = fake_source(per_class=20, test_per_class=None)
+    keep = (source["train"]["labels"] != 3) | (np.cumsum(source["train"]["labels"] == 3) <= 2)
+    source["train"] = {key: value[keep] for key, value in source["train"].items()}  # 'cat': 2 images
+    with pytest.raises(ValueError, match=r"cat: 2 .*at least 5.*data_processing.test_fraction"):
+        pool_test_names(source)
 
 
 def split_params(seed: int = 0, fraction: float = 0.2) -> DataProcessingParams:
@@ -53,14 +71,14 @@ def test_split_is_stratified_seeded_and_keeps_images_with_labels():
     labels = np.repeat(np.arange(10), 50)
     images = np.zeros((500, 32, 32, 3), dtype=np.uint8)
     images[:, 0, 0, 0] = labels  # each image carries its label in a pixel
-    train, validation = nodes.split_train_validation({"images": images, "labels": labels}, split_params(3))
+    train, validation = nodes.split_train_validation({"images": images, "labels": labels}, CLASSES, split_params(3))
     assert len(train["labels"]) == 400 and len(validation["labels"]) == 100
     assert np.bincount(validation["labels"]).tolist() == [10] * 10
     for split in (train, validation):
         np.testing.assert_array_equal(split["images"][:, 0, 0, 0], split["labels"])
-    again, _ = nodes.split_train_validation({"images": images, "labels": labels}, split_params(3))
+    again, _ = nodes.split_train_validation({"images": images, "labels": labels}, CLASSES, split_params(3))
     np.testing.assert_array_equal(again["labels"], train["labels"])
-    other, _ = nodes.split_train_validation({"images": images, "labels": labels}, split_params(4))
+    other, _ = nodes.split_train_validation({"images": images, "labels": labels}, CLASSES, split_params(4))
     assert not np.array_equal(other["labels"], train["labels"])
 
 
@@ -71,17 +89,21 @@ def test_split_parameters_refuse_a_fraction_outside_zero_one(fraction):
 
 
 def test_data_report_counts_every_split_and_class():
-    train, test, names = nodes.assemble_splits(nodes.ingest_batches(fake_source())[0])
-    train, validation = nodes.split_train_validation(train, split_params())
-    report = nodes.build_data_report(train, validation, test, names)
-    assert list(report.columns) == ["split", "class_name", "count"]
-    assert len(report) == 30 and report["count"].sum() == 290
-    assert report.groupby("split")["count"].sum().to_dict() == {"test": 40, "train": 200, "validation": 50}
+    train, test, names = pool_test_names(fake_source())
+    train, validation = nodes.split_train_validation(train, names, split_params())
+    unreadable = [{"path": "cat/broken.jpg", "error": "OSError: truncated", "split": "train", "class_name": "cat"}]
+    report = nodes.build_data_report({"unreadable": unreadable}, train, validation, test, names)
+    assert list(report.columns) == ["split", "class_name", "count", "path", "error"]
+    counts = report[report["split"] != "unreadable"]
+    assert len(counts) == 30 and counts["count"].sum() == 290
+    assert counts.groupby("split")["count"].sum().to_dict() == {"test": 40, "train": 200, "validation": 50}
+    [skipped] = report[report["split"] == "unreadable"].to_dict("records")
+    assert (skipped["class_name"], skipped["path"], skipped["error"]) == ("cat", "cat/broken.jpg", "OSError: truncated")
 
 
 def test_manifest_checksums_identify_the_splits():
-    train, test, names = nodes.assemble_splits(nodes.ingest_batches(fake_source())[0])
-    train, validation = nodes.split_train_validation(train, split_params())
+    train, test, names = pool_test_names(fake_source())
+    train, validation = nodes.split_train_validation(train, names, split_params())
     manifest = nodes.build_data_manifest({"source": "synthetic", "checksums": {"x": "1"}}, train, validation, test, names)
     expected = hashlib.sha256(test["images"].tobytes() + test["labels"].astype(np.int64).tobytes()).hexdigest()
     assert manifest["splits"]["test"]["sha256"] == expected
@@ -89,14 +111,14 @@ def test_manifest_checksums_identify_the_splits():
 
 
 def test_sample_grid_has_a_titled_row_per_class():
-    train, _, names = nodes.assemble_splits(nodes.ingest_batches(fake_source())[0])
+    train, _, names = pool_test_names(fake_source())
     figure = nodes.plot_sample_images(train, names, split_params())
     assert len(figure.axes) == 40
     assert [figure.axes[4 * i].get_title(loc="left") for i in range(10)] == names
 
 
 def test_pipeline_runs_on_an_in_memory_catalog():
-    catalog = DataCatalog({"cifar10_source": MemoryDataset(fake_source())})
+    catalog = DataCatalog({"raw_source": MemoryDataset(fake_source())})
     catalog["params:data_processing"] = split_params()
     outputs = SequentialRunner().run(create_pipeline(), catalog)
     assert set(outputs) == {"data_manifest", "data_report", "sample_images"}
@@ -123,7 +145,7 @@ def test_demo_data_processing_through_a_session(project):
 
 def test_a_truncated_batch_stops_the_run_before_any_output(project):
     raw = project / "data/01_raw/cifar-10-batches-py"
-    cifar10.write_synthetic_cifar10(raw, images_per_batch=20, test_images=20)
+    synthetic.write_synthetic_cifar10(raw, images_per_batch=20, test_images=20)
     batch = raw / "data_batch_3"
     batch.write_bytes(batch.read_bytes()[:5000])
     with pytest.raises(DatasetError, match="data_batch_3: not a readable pickle") as error:

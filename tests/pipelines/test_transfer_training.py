@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import yaml
 
-from cifar_kedro import cifar10, models
-from cifar_kedro.pipelines.data_processing import nodes as data_nodes
-from cifar_kedro.pipelines.data_processing.schema import DataProcessingParams
+from cifar_kedro import models
 from cifar_kedro.pipelines.transfer_training import nodes
 from cifar_kedro.pipelines.transfer_training.schema import TransferTrainingParams
+from tests import conftest
 from tests.conftest import PROJECT_ROOT, run_session, versions
 
 SIZE, ALPHA = 32, 0.35  # a small MobileNetV2 stands in for the 96 px, alpha 1 study model
@@ -30,12 +29,7 @@ def base_params(**overrides) -> TransferTrainingParams:
 
 
 def synthetic_splits(tmp_path, seed: int, images_per_batch: int):
-    folder = cifar10.write_synthetic_cifar10(tmp_path / f"synthetic-{seed}", images_per_batch=images_per_batch,
-                                             test_images=10, seed=seed)
-    raw, _ = data_nodes.ingest_batches({**cifar10.read_batches(folder), "source": "synthetic"})
-    train, _, names = data_nodes.assemble_splits(raw)
-    split = DataProcessingParams(validation_fraction=0.2, seed=0, sample_images_per_class=1)
-    return (*data_nodes.split_train_validation(train, split), names)
+    return conftest.synthetic_splits(tmp_path / f"synthetic-{seed}", images_per_batch=images_per_batch, seed=seed)
 
 
 def pretrain_backbone(images: np.ndarray, labels: np.ndarray, path) -> str:
@@ -62,7 +56,7 @@ def pretrain_backbone(images: np.ndarray, labels: np.ndarray, path) -> str:
 def head_and_fine_tune(train, validation, names, params):
     model = nodes.build_model(train, names, params)
     model, head = nodes.train_head(model, train, validation, params)
-    return nodes.fine_tune(model, head, train, validation, params)
+    return nodes.fine_tune(model, head, train, validation, names, params)
 
 
 def test_pretrained_features_transfer_and_fine_tuning_keeps_them(tmp_path):

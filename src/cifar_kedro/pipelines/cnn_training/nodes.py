@@ -20,8 +20,8 @@ STATISTICS_CHUNK = 4096  # images at a time, so the float copy stays small
 
 
 def input_statistics(train: Split, params: CNNTrainingParams) -> dict[str, np.ndarray]:
-    """What the networks learn their input normalization from: the training images' per-channel
-    mean and standard deviation (0..255 units), and for airbench the patch-whitening filters
+    """What the networks are built from: the training images' shape, their per-channel mean and
+    standard deviation (0..255 units), and for airbench the patch-whitening filters
     (``models.whitening_filters``) of the first ``whitening.images`` training images."""
     images = train["images"]
     total = np.zeros(images.shape[-1]), np.zeros(images.shape[-1])
@@ -37,14 +37,15 @@ def input_statistics(train: Split, params: CNNTrainingParams) -> dict[str, np.nd
         sample = (images[: whitening.images].astype("float32") - mean) / std
         kernel, eigenvalues = models.whitening_filters(sample, kernel_size=whitening.kernel_size,
                                                       epsilon=whitening.epsilon)
-    return {"channel_mean": mean, "channel_std": std, "whitening_kernel": kernel, "whitening_eigenvalues": eigenvalues}
+    return {"image_shape": np.asarray(images.shape[1:]), "channel_mean": mean, "channel_std": std,
+            "whitening_kernel": kernel, "whitening_eigenvalues": eigenvalues}
 
 
 def build_model(class_names: list[str], statistics: dict[str, np.ndarray], params: CNNTrainingParams) -> keras.Model:
     """The chosen architecture's network (``params.architecture``), on uint8 images."""
     training.configure(seed=params.seed, mixed_precision=params.mixed_precision)
     network = params.recipe.network.model_dump(exclude={"whitening"})
-    common = {"num_classes": len(class_names)}
+    common = {"num_classes": len(class_names), "input_shape": tuple(int(n) for n in statistics["image_shape"])}
     normalization = {"channel_mean": statistics["channel_mean"], "channel_std": statistics["channel_std"]}
     if params.architecture == "seed_cnn":
         return models.build_seed_cnn(**common, **network)
@@ -55,7 +56,7 @@ def build_model(class_names: list[str], statistics: dict[str, np.ndarray], param
 
 
 def train_model(
-    model: keras.Model, train: Split, validation: Split, params: CNNTrainingParams
+    model: keras.Model, train: Split, validation: Split, class_names: list[str], params: CNNTrainingParams
 ) -> tuple[keras.Model, dict[str, Any]]:
     """Train with the architecture's recipe; with ``tta_flip`` (and ``tta_translate``) the
     delivered model averages its predictions over mirrored (and shifted) views of each image."""
@@ -85,6 +86,7 @@ def train_model(
     return delivered, {
         "model": "cnn",
         "architecture": params.architecture,
+        "class_names": list(class_names),
         "epochs": [{**r, "stage": "train"} for r in records],
         "train_seconds": seconds,
         **training.count_params(model),

@@ -22,7 +22,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 train_model,
-                ["cnn_untrained", "train_split", "validation_split", "params:cnn_training"],
+                ["cnn_untrained", "train_split", "validation_split", "class_names", "params:cnn_training"],
                 ["cnn_model", "cnn_history"],
                 name="train_cnn_model",
             ),

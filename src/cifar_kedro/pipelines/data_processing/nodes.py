@@ -9,54 +9,69 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.model_selection import train_test_split
 
-from cifar_kedro import cifar10
 from cifar_kedro.splits import Split, split_sha256
 
 from .schema import DataProcessingParams
 
 
-def ingest_batches(source: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The validated batches exactly as read, as flat arrays (``<file>.data``, ``<file>.labels``),
-    and where they came from (source kind and each file's MD5)."""
-    arrays = {}
-    for name, batch in source["batches"].items():
-        arrays[f"{name}.data"] = batch["data"]
-        arrays[f"{name}.labels"] = batch["labels"]
-    arrays["label_names"] = np.asarray(source["label_names"], dtype=str)
-    return arrays, {"source": source["source"], "checksums": dict(source["checksums"])}
+def ingest_source(source: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The source's images and labels exactly as read, as arrays (``train_images``, ``train_labels``,
+    and ``test_images``, ``test_labels`` when it has a test split; ``class_names``), and where they
+    came from (kind, checksums, files left out)."""
+    arrays = {"train_images": source["train"]["images"], "train_labels": source["train"]["labels"],
+              "class_names": np.asarray(source["class_names"], dtype=str)}
+    if source.get("test") is not None:
+        arrays |= {"test_images": source["test"]["images"], "test_labels": source["test"]["labels"]}
+    info = {"source": source["source"], "checksums": dict(source["checksums"]),
+            "unreadable": list(source.get("unreadable") or [])}
+    return arrays, info
 
 
-def _batch(raw_batches: dict[str, np.ndarray], names: tuple[str, ...]) -> Split:
-    images = np.concatenate([cifar10.rows_to_images(raw_batches[f"{n}.data"]) for n in names])
-    labels = np.concatenate([raw_batches[f"{n}.labels"] for n in names]).astype(np.int64)
-    return {"images": images, "labels": labels}
+def assemble_splits(raw_batches: dict[str, np.ndarray], params: DataProcessingParams) -> tuple[Split, Split, list[str]]:
+    """The training pool and the test split, and the class names. A source without a test split
+    (an image folder without test/) gives up a seeded, stratified ``test_fraction`` of its images."""
+    pool = {"images": raw_batches["train_images"], "labels": raw_batches["train_labels"].astype(np.int64)}
+    names = [str(name) for name in raw_batches["class_names"]]
+    if "test_images" in raw_batches:
+        test = {"images": raw_batches["test_images"], "labels": raw_batches["test_labels"].astype(np.int64)}
+    else:
+        pool, test = _stratified_split(pool, params.test_fraction, params.seed, "test_fraction", names)
+    return pool, test, names
 
 
-def assemble_splits(raw_batches: dict[str, np.ndarray]) -> tuple[Split, Split, list[str]]:
-    """NHWC images and labels of the five training batches and of the test batch, and the class names."""
-    train = _batch(raw_batches, cifar10.TRAIN_FILES)
-    test = _batch(raw_batches, (cifar10.TEST_FILE,))
-    return train, test, [str(name) for name in raw_batches["label_names"]]
+def _stratified_split(pool: Split, fraction: float, seed: int, parameter: str,
+                      names: list[str]) -> tuple[Split, Split]:
+    """Seeded, stratified; images and labels are indexed together so they stay aligned."""
+    counts = np.bincount(pool["labels"], minlength=len(names))
+    needed = max(2, int(np.ceil(1 / min(fraction, 1 - fraction))))
+    short = {names[label]: int(count) for label, count in enumerate(counts) if count < needed}
+    if short:
+        raise ValueError(
+            f"Too few images to split {fraction:.0%} off by class (data_processing.{parameter}): "
+            f"{', '.join(f'{name}: {count}' for name, count in short.items())} — each class needs at least "
+            f"{needed}. Add images to those class folders, or change data_processing.{parameter}."
+        )
+    indices = np.arange(len(pool["labels"]))
+    keep, held_out = train_test_split(indices, test_size=fraction, stratify=pool["labels"], random_state=seed)
+    take = lambda idx: {"images": pool["images"][idx], "labels": pool["labels"][idx]}  # noqa: E731
+    return take(keep), take(held_out)
 
 
-def split_train_validation(train: Split, params: DataProcessingParams) -> tuple[Split, Split]:
-    """A stratified, seeded split; images and labels are indexed together so they stay aligned."""
-    indices = np.arange(len(train["labels"]))
-    train_idx, val_idx = train_test_split(
-        indices, test_size=params.validation_fraction, stratify=train["labels"], random_state=params.seed
-    )
-    take = lambda idx: {"images": train["images"][idx], "labels": train["labels"][idx]}  # noqa: E731
-    return take(train_idx), take(val_idx)
+def split_train_validation(train: Split, class_names: list[str], params: DataProcessingParams) -> tuple[Split, Split]:
+    """A stratified, seeded split of the training pool into training and validation images."""
+    return _stratified_split(train, params.validation_fraction, params.seed, "validation_fraction", class_names)
 
 
 def build_data_manifest(
     source_info: dict[str, Any], train: Split, validation: Split, test: Split, class_names: list[str]
 ) -> dict[str, Any]:
-    """What the splits were made from and how to recognise them: raw-file MD5s, split sizes and SHA-256."""
+    """What the splits were made from and how to recognise them: the source's checksums, split sizes
+    and SHA-256, and the files left out as unreadable."""
     splits = {"train": train, "validation": validation, "test": test}
     return {
         "source": source_info["source"],
         "checksums": source_info["checksums"],
+        "unreadable": source_info.get("unreadable", []),
         "class_names": list(class_names),
         "splits": {
             name: {
@@ -69,14 +84,21 @@ def build_data_manifest(
     }
 
 
-def build_data_report(train: Split, validation: Split, test: Split, class_names: list[str]) -> pd.DataFrame:
-    """One row per split and class: ``split, class_name, count``."""
+REPORT_COLUMNS = ["split", "class_name", "count", "path", "error"]
+
+
+def build_data_report(source_info: dict[str, Any], train: Split, validation: Split, test: Split,
+                      class_names: list[str]) -> pd.DataFrame:
+    """One row per split and class (``split, class_name, count``), then one per file left out as
+    unreadable (``split`` "unreadable", with its ``path`` and ``error``)."""
     rows = [
         {"split": name, "class_name": class_name, "count": int(count)}
         for name, split in (("train", train), ("validation", validation), ("test", test))
         for class_name, count in zip(class_names, np.bincount(split["labels"], minlength=len(class_names)))
     ]
-    return pd.DataFrame(rows, columns=["split", "class_name", "count"])
+    rows += [{"split": "unreadable", "class_name": entry["class_name"], "count": 1, "path": entry["path"],
+              "error": entry["error"]} for entry in source_info.get("unreadable", [])]
+    return pd.DataFrame(rows, columns=REPORT_COLUMNS)
 
 
 def plot_sample_images(train: Split, class_names: list[str], params: DataProcessingParams) -> Figure:

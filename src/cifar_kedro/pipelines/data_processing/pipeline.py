@@ -6,7 +6,7 @@ from .nodes import (
     assemble_splits,
     build_data_manifest,
     build_data_report,
-    ingest_batches,
+    ingest_source,
     plot_sample_images,
     split_train_validation,
 )
@@ -15,16 +15,16 @@ from .nodes import (
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
-            Node(ingest_batches, "cifar10_source", ["raw_batches", "raw_source_info"], name="ingest_batches"),
+            Node(ingest_source, "raw_source", ["raw_batches", "raw_source_info"], name="ingest_source"),
             Node(
                 assemble_splits,
-                "raw_batches",
-                ["cifar10_train", "test_split", "class_names"],
+                ["raw_batches", "params:data_processing"],
+                ["training_pool", "test_split", "class_names"],
                 name="assemble_splits",
             ),
             Node(
                 split_train_validation,
-                ["cifar10_train", "params:data_processing"],
+                ["training_pool", "class_names", "params:data_processing"],
                 ["train_split", "validation_split"],
                 name="split_train_validation",
             ),
@@ -36,7 +36,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 build_data_report,
-                ["train_split", "validation_split", "test_split", "class_names"],
+                ["raw_source_info", "train_split", "validation_split", "test_split", "class_names"],
                 "data_report",
                 name="build_data_report",
             ),

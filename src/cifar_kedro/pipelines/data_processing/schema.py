@@ -12,5 +12,7 @@ from cifar_kedro.schemas import Params, PositiveInt
 class DataProcessingParams(Params):
     # Share of the training images held out, stratified by class, for validation.
     validation_fraction: Annotated[float, Field(gt=0.0, lt=1.0)]
+    # Share of the images held out for testing when the source has no test split of its own.
+    test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
     seed: int
     sample_images_per_class: PositiveInt

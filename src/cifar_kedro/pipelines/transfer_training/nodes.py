@@ -102,6 +102,7 @@ def fine_tune(
     head_history: dict[str, Any],
     train: Split,
     validation: Split,
+    class_names: list[str],
     params: TransferTrainingParams,
 ) -> tuple[keras.Model, dict[str, Any]]:
     """Fine-tune the head-trained model once per experiment (each from the same head-trained
@@ -172,6 +173,7 @@ def fine_tune(
     return delivered, {
         "model": "transfer",
         "architecture": "mobilenet_v2",
+        "class_names": list(class_names),
         "epochs": epochs,
         "train_seconds": head_history["seconds"] + sum(r["seconds"] for r in results),
         **training.count_params(model),

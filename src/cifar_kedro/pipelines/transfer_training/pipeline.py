@@ -27,6 +27,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "transfer_head_history",
                     "train_split",
                     "validation_split",
+                    "class_names",
                     "params:transfer_training",
                 ],
                 ["transfer_model", "transfer_history"],

@@ -1,4 +1,4 @@
-"""CIFAR-10 in its original "python version" format: safe reading, exact writing, download, synthetic data.
+"""CIFAR-10 in its original "python version" format: safe reading and exact writing.
 
 The format
 ----------
@@ -26,32 +26,23 @@ What this module does
   load too.
 * ``write_batch`` / ``write_meta`` write files byte-for-byte in the Python-2 style (short and long
   binary strings, the ``numpy.core.multiarray`` global), which NumPy 2's own pickler cannot produce.
-* ``download_and_extract`` fetches the archive once, checks its MD5 before unpacking, unpacks safely
-  and moves the folder into place in one rename.
-* ``write_synthetic_cifar10`` writes a small, deterministic, learnable stand-in in the same format.
+
+Getting the files is ``sources.download``; a synthetic stand-in in the same format is
+``sources.synthetic``.
 """
 
 from __future__ import annotations
 
 import codecs
 import hashlib
-import http.client
 import io
-import logging
 import os
 import pickle
-import shutil
-import tarfile
-import tempfile
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Sequence
-from pathlib import Path, PurePosixPath
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -83,10 +74,6 @@ class CIFAR10Error(Exception):
 
 class CIFAR10FormatError(CIFAR10Error, ValueError):
     """A file is missing, is not a CIFAR-10 batch, or holds values outside the format."""
-
-
-class CIFAR10DownloadError(CIFAR10Error, RuntimeError):
-    """The archive could not be downloaded, failed its MD5 check, or could not be unpacked safely."""
 
 
 def _format_error(path: Path, problem: str) -> CIFAR10FormatError:
@@ -264,6 +251,20 @@ def read_batches(folder: str | os.PathLike) -> dict[str, Any]:
     return {"batches": batches, "label_names": label_names, "checksums": checksums}
 
 
+def load(folder: str | os.PathLike) -> dict[str, Any]:
+    """The batches of ``folder`` as a source (see ``cifar_kedro.sources``): NHWC images and labels of
+    the five training batches together and of the test batch, the class names, each file's MD5."""
+    raw = read_batches(folder)
+
+    def split(names: Sequence[str]) -> dict[str, np.ndarray]:
+        batches = [raw["batches"][name] for name in names]
+        return {"images": np.concatenate([rows_to_images(b["data"]) for b in batches]),
+                "labels": np.concatenate([b["labels"] for b in batches]).astype(np.int64)}
+
+    return {"train": split(TRAIN_FILES), "test": split([TEST_FILE]), "class_names": list(raw["label_names"]),
+            "checksums": raw["checksums"], "unreadable": []}
+
+
 # ----------------------------------------------------------------------------------- image layout
 
 
@@ -422,306 +423,3 @@ def write_meta(path: str | os.PathLike, label_names: Sequence[str], num_cases_pe
         b"label_names": [_as_bytes(name) for name in label_names],
         b"num_vis": ROW_LENGTH,
     }))
-
-
-# ------------------------------------------------------------------------------------------ download
-
-_DOWNLOAD_CHUNK = 1 << 20
-_PROGRESS_STEP = 0.1  # log every 10 %
-_BYTES_PER_MB = 1e6
-_NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, OSError, ValueError)
-_ARCHIVE_ERRORS = (tarfile.TarError, EOFError, OSError)
-_TAR_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-
-
-def _file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as file:
-        while chunk := file.read(_DOWNLOAD_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _offline_error(url: str, folder: Path, archive: Path, md5: str, reason: Any) -> CIFAR10DownloadError:
-    return CIFAR10DownloadError(
-        f"CIFAR-10 could not be downloaded from {url} ({reason}). Without network, place the folder "
-        f"'{FOLDER_NAME}/' at {folder}, or the archive at {archive} (MD5 {md5}), by hand."
-    )
-
-
-def _stream_to_file(response: Any, target: Path, url: str) -> str:
-    """Copy the HTTP body to ``target`` with progress logs; return its MD5."""
-    total = int(response.headers.get("Content-Length") or 0)
-    digest = hashlib.md5(usedforsecurity=False)
-    received, next_report = 0, _PROGRESS_STEP
-    with open(target, "wb") as file:
-        while chunk := response.read(_DOWNLOAD_CHUNK):
-            file.write(chunk)
-            digest.update(chunk)
-            received += len(chunk)
-            if total and received >= next_report * total:
-                logger.info("Downloading %s: %3.0f%% (%.1f of %.1f MB)", url, 100 * received / total,
-                            received / _BYTES_PER_MB, total / _BYTES_PER_MB)
-                next_report = (received / total // _PROGRESS_STEP + 1) * _PROGRESS_STEP
-    logger.info("Downloaded %.1f MB from %s", received / _BYTES_PER_MB, url)
-    return digest.hexdigest()
-
-
-def _download(url: str, archive: Path, folder: Path, md5: str, timeout: float) -> None:
-    """Download ``url`` to ``archive`` through a ``.part`` file, renamed only once its MD5 matches."""
-    part = archive.with_name(archive.name + ".part")
-    logger.info("Downloading CIFAR-10 from %s to %s", url, archive)
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            archive.parent.mkdir(parents=True, exist_ok=True)
-            got = _stream_to_file(response, part, url)
-        if got != md5:
-            raise CIFAR10DownloadError(
-                f"The file downloaded from {url} has MD5 {got}, expected {md5}; it was deleted. Try again, "
-                f"or place the archive at {archive} by hand."
-            )
-        os.replace(part, archive)
-    except _NETWORK_ERRORS as exc:
-        raise _offline_error(url, folder, archive, md5, getattr(exc, "reason", exc)) from exc
-    finally:
-        part.unlink(missing_ok=True)
-
-
-def _check_member(member: tarfile.TarInfo, root: Path, archive: Path) -> None:
-    """Refuse links, special files, absolute paths, ``..`` and anything resolving outside ``root``."""
-    name = PurePosixPath(member.name)
-    if member.issym() or member.islnk():
-        problem = f"is a link to '{member.linkname}'"
-    elif not (member.isfile() or member.isdir()):
-        problem = "is not a regular file or folder"
-    elif name.is_absolute() or ".." in name.parts:
-        problem = "has an absolute path or '..'"
-    elif not (root / name).resolve().is_relative_to(root.resolve()):
-        problem = "would be written outside the target folder"
-    else:
-        return
-    raise CIFAR10DownloadError(
-        f"{archive}: refused to unpack the member '{member.name}', which {problem}. This is not the official "
-        f"archive: delete it and download again, or replace it with the original from {ARCHIVE_URL}."
-    )
-
-
-def _extract(archive: Path, folder: Path) -> None:
-    """Unpack ``archive`` in a temporary folder beside ``folder`` and move its ``FOLDER_NAME`` into place."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{FOLDER_NAME}.", suffix=".extracting", dir=folder.parent))
-    try:
-        try:
-            with tarfile.open(archive, "r:gz") as tar:
-                for member in tar:
-                    _check_member(member, staging, archive)
-                    tar.extract(member, staging, **_TAR_FILTER)
-        except _ARCHIVE_ERRORS as exc:
-            raise CIFAR10DownloadError(
-                f"{archive}: could not be unpacked ({type(exc).__name__}: {exc}). Delete it to download it "
-                f"again, or replace it with the original from {ARCHIVE_URL}."
-            ) from exc
-        unpacked = staging / FOLDER_NAME
-        missing = [name for name in ALL_FILES if not (unpacked / name).is_file()]
-        if missing:
-            raise CIFAR10DownloadError(
-                f"{archive}: has no {', '.join(f'{FOLDER_NAME}/{name}' for name in missing)}. Delete it to "
-                f"download it again, or replace it with the original from {ARCHIVE_URL}."
-            )
-        unpacked.rename(folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def download_and_extract(folder: str | os.PathLike, *, url: str = ARCHIVE_URL, md5: str = ARCHIVE_MD5,
-                         timeout: float = 10.0) -> Path:
-    """Make sure ``folder`` (a ``…/cifar-10-batches-py`` path) holds the official batches; return it.
-
-    The archive is kept as ``folder.parent / "cifar-10-python.tar.gz"`` and reused when its MD5 matches,
-    so offline users can place it there by hand. A download goes to a ``.part`` file, is checked against
-    ``md5`` before anything is unpacked, and the folder appears in one rename, never partially.
-    """
-    folder = Path(folder).resolve()
-    if folder.exists():
-        return folder
-    archive = folder.parent / ARCHIVE_NAME
-    if archive.is_file():
-        got = _file_md5(archive)
-        if got != md5:
-            raise CIFAR10DownloadError(
-                f"{archive}: MD5 {got}, expected {md5}, so it is not the official archive or is incomplete. "
-                f"Delete it to download it again, or replace it with the original from {url}."
-            )
-        logger.info("Using the CIFAR-10 archive already at %s", archive)
-    else:
-        _download(url, archive, folder, md5, timeout)
-    _extract(archive, folder)
-    logger.info("CIFAR-10 unpacked to %s", folder)
-    return folder
-
-
-# ------------------------------------------------------------------------------------ synthetic data
-
-# Each class: a shape or texture and its own (foreground, background) palette. Palettes come in hue
-# groups (blue: airplane/ship; red: automobile/truck; green: bird/deer/frog; brown: cat/dog/horse) and are
-# jittered per image, so colour narrows a class down and the shape settles it. Measured with seed 0:
-# a linear model on colour statistics alone reaches ~90 %, a small CNN ~70 % after 2 epochs on 4,000 images.
-_SYNTHETIC_CLASSES: tuple[tuple[str, tuple[int, int, int], tuple[int, int, int]], ...] = (
-    ("cross", (210, 210, 220), (120, 165, 215)),             # airplane   (blue group)
-    ("square", (200, 40, 45), (125, 125, 130)),              # automobile (red group)
-    ("triangle", (150, 105, 60), (95, 150, 85)),             # bird       (green group)
-    ("checkerboard", (215, 145, 85), (190, 170, 140)),       # cat        (brown group)
-    ("vertical_stripes", (175, 125, 75), (75, 125, 55)),     # deer       (green group)
-    ("disc", (150, 100, 60), (205, 185, 155)),               # dog        (brown group)
-    ("ring", (85, 175, 65), (65, 90, 45)),                   # frog       (green group)
-    ("diagonal_stripes", (105, 65, 35), (135, 145, 95)),     # horse      (brown group)
-    ("horizontal_stripes", (70, 75, 90), (50, 100, 170)),    # ship       (blue group)
-    ("concentric_rings", (215, 95, 40), (170, 170, 175)),    # truck      (red group)
-)
-_CENTRE_RANGE = 0.35  # object centre, in image half-widths from the middle
-_SCALE_RANGE = (0.45, 0.85)  # object half-size, in image half-widths
-_SHEAR_RANGE = 0.25
-_ASPECT_RANGE = (0.8, 1.25)
-_FREQUENCY_RANGE = (1.5, 2.5)  # texture cycles per object half-size
-_EDGE_SHARPNESS = 6.0  # 1 / edge width, in object half-sizes
-_TEXTURE_SHARPNESS = 4.0
-_RING_RADIUS, _RING_HALF_WIDTH = 0.7, 0.25
-_SQUARE_HALF_SIZE = 0.85
-_CROSS_HALF_WIDTH = 0.3
-_TRIANGLE_BASE, _TRIANGLE_SLOPE = 0.8, 0.55
-_COLOUR_JITTER = 22.0  # standard deviation per channel, in pixel values
-_BRIGHTNESS_RANGE = (0.7, 1.3)
-_NOISE_AMPLITUDE = 24.0  # uniform pixel noise in ±24 (standard deviation ≈ 14); uniform is 5× faster than normal
-_PIXEL_MAX = 255
-_GENERATION_CHUNK = 2000  # images generated at once (bounds memory)
-_SYNTHETIC_README = (
-    "<html><body><p>Synthetic stand-in for CIFAR-10 in the original python format, written by "
-    "cifar_kedro.cifar10.write_synthetic_cifar10(images_per_batch={images_per_batch}, "
-    "test_images={test_images}, seed={seed}). Not the real data set: see {url}.</p></body></html>\n"
-)
-
-
-def _soft(distance: np.ndarray, sharpness: float = _EDGE_SHARPNESS) -> np.ndarray:
-    """Inside-ness in [0, 1] from a signed distance (positive inside), with a soft edge."""
-    return np.clip(distance * sharpness + 0.5, 0.0, 1.0)
-
-
-def _triangle_wave(x: np.ndarray) -> np.ndarray:
-    """Periodic in ``x`` with period 1, in [-0.5, 0.5] (arithmetic only, so exactly reproducible)."""
-    return np.abs(x - np.floor(x) - 0.5) - 0.25
-
-
-def _stripes(u: np.ndarray, v: np.ndarray, freq: np.ndarray, phase: np.ndarray) -> np.ndarray:
-    return _soft(_triangle_wave(u * freq + phase), _TEXTURE_SHARPNESS)
-
-
-def _checkerboard(u: np.ndarray, v: np.ndarray, freq: np.ndarray, phase: np.ndarray) -> np.ndarray:
-    return _soft(_triangle_wave(u * freq / 2 + phase) * _triangle_wave(v * freq / 2 + phase) * 4, _TEXTURE_SHARPNESS)
-
-
-def _radius(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return np.sqrt(u * u + v * v)
-
-
-_PATTERNS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
-    "horizontal_stripes": lambda u, v, f, p: _stripes(v, u, f, p),
-    "vertical_stripes": _stripes,
-    "diagonal_stripes": lambda u, v, f, p: _stripes((u + v) / np.sqrt(2), v, f, p),
-    "checkerboard": _checkerboard,
-    "concentric_rings": lambda u, v, f, p: _stripes(_radius(u, v), v, f, p),
-    "disc": lambda u, v, f, p: _soft(1 - _radius(u, v)),
-    "ring": lambda u, v, f, p: _soft(_RING_HALF_WIDTH - np.abs(_radius(u, v) - _RING_RADIUS)),
-    "square": lambda u, v, f, p: _soft(_SQUARE_HALF_SIZE - np.maximum(np.abs(u), np.abs(v))),
-    "cross": lambda u, v, f, p: np.maximum(
-        _soft(np.minimum(_CROSS_HALF_WIDTH - np.abs(u), 1 - np.abs(v))),
-        _soft(np.minimum(_CROSS_HALF_WIDTH - np.abs(v), 1 - np.abs(u)))),
-    "triangle": lambda u, v, f, p: _soft(np.minimum(_TRIANGLE_BASE - v, (v + 1) * _TRIANGLE_SLOPE - np.abs(u))),
-}
-
-
-def _object_coordinates(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image coordinates (count, 32, 32) centred on a random object, scaled, sheared and stretched."""
-    axis = (np.arange(IMAGE_SIZE, dtype=np.float32) + 0.5) / IMAGE_SIZE * 2 - 1
-    rows, columns = np.meshgrid(axis, axis, indexing="ij")
-    centre = rng.uniform(-_CENTRE_RANGE, _CENTRE_RANGE, (2, count, 1, 1)).astype(np.float32)
-    scale = rng.uniform(*_SCALE_RANGE, (count, 1, 1)).astype(np.float32)
-    shear = rng.uniform(-_SHEAR_RANGE, _SHEAR_RANGE, (count, 1, 1)).astype(np.float32)
-    aspect = rng.uniform(*_ASPECT_RANGE, (count, 1, 1)).astype(np.float32)
-    x = (columns - centre[0]) / scale
-    y = (rows - centre[1]) / scale
-    return (x + shear * y) * aspect, y / aspect
-
-
-def _synthetic_images(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
-    """NHWC uint8 images for ``labels``: each class's pattern in its palette, jittered and noisy."""
-    count = labels.size
-    u, v = _object_coordinates(rng, count)
-    freq = rng.uniform(*_FREQUENCY_RANGE, (count, 1, 1)).astype(np.float32)
-    phase = rng.uniform(0, 1, (count, 1, 1)).astype(np.float32)
-    mask = np.empty((count, IMAGE_SIZE, IMAGE_SIZE), np.float32)
-    for label, (pattern, _, _) in enumerate(_SYNTHETIC_CLASSES):
-        rows = labels == label
-        mask[rows] = _PATTERNS[pattern](u[rows], v[rows], freq[rows], phase[rows])
-    palettes = np.array([[fg, bg] for _, fg, bg in _SYNTHETIC_CLASSES], np.float32)[labels]
-    palettes += rng.normal(0, _COLOUR_JITTER, palettes.shape).astype(np.float32)
-    palettes *= rng.uniform(*_BRIGHTNESS_RANGE, (count, 1, 1)).astype(np.float32)
-    foreground, background = palettes[:, None, None, 0], palettes[:, None, None, 1]
-    images = background + (foreground - background) * mask[..., None]
-    noise = rng.random(images.shape, dtype=np.float32)
-    noise -= np.float32(0.5)
-    noise *= np.float32(2 * _NOISE_AMPLITUDE)
-    images += noise
-    np.rint(images, out=images)
-    np.clip(images, 0, _PIXEL_MAX, out=images)
-    return images.astype(np.uint8)
-
-
-def _synthetic_rows(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
-    chunks = [_synthetic_images(rng, labels[start:start + _GENERATION_CHUNK])
-              for start in range(0, labels.size, _GENERATION_CHUNK)]
-    return images_to_rows(np.concatenate(chunks))
-
-
-def _balanced_labels(rng: np.random.Generator, count: int) -> np.ndarray:
-    """``count`` labels, as equal per class as ``count`` allows, in random order."""
-    return rng.permutation(np.arange(count) % NUM_CLASSES)
-
-
-def _synthetic_filenames(labels: np.ndarray, first_index: int) -> list[str]:
-    return [f"synthetic_{LABEL_NAMES[label]}_s_{first_index + offset:06d}.png" for offset, label in enumerate(labels)]
-
-
-def write_synthetic_cifar10(folder: str | os.PathLike, *, images_per_batch: int = 1000, test_images: int = 1000,
-                            seed: int = 0) -> Path:
-    """Write a synthetic, learnable CIFAR-10 stand-in to ``folder`` in exactly the official format.
-
-    Ten classes, each a shape or texture (stripes of three orientations, checkerboard, concentric rings,
-    disc, ring, square, cross, triangle) in its own palette, close in hue to look-alike classes, at a
-    random position, scale, shear and brightness, with colour jitter and pixel noise. Training labels are
-    balanced over the 5 batches together but not within one; the test batch is balanced. The same
-    ``seed`` gives byte-identical files. Written in a temporary folder beside ``folder``, then renamed.
-    """
-    if images_per_batch < 1 or test_images < 1:
-        raise ValueError("images_per_batch and test_images must be at least 1, "
-                         f"got {images_per_batch} and {test_images}")
-    folder = Path(folder).resolve()
-    if folder.exists():
-        raise FileExistsError(f"{folder} already exists; delete it to write a synthetic data set there.")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    train_labels = _balanced_labels(rng, images_per_batch * len(TRAIN_FILES)).reshape(len(TRAIN_FILES), -1)
-    test_labels = _balanced_labels(rng, test_images)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".writing", dir=folder.parent))
-    try:
-        for number, (name, labels) in enumerate(zip(TRAIN_FILES, train_labels), start=1):
-            write_batch(staging / name, _synthetic_rows(rng, labels), labels,
-                        f"training batch {number} of {len(TRAIN_FILES)}",
-                        _synthetic_filenames(labels, (number - 1) * images_per_batch))
-        write_batch(staging / TEST_FILE, _synthetic_rows(rng, test_labels), test_labels,
-                    "testing batch 1 of 1", _synthetic_filenames(test_labels, 0))
-        write_meta(staging / META_FILE, LABEL_NAMES, images_per_batch)
-        (staging / README_FILE).write_text(_SYNTHETIC_README.format(
-            images_per_batch=images_per_batch, test_images=test_images, seed=seed, url=ARCHIVE_URL))
-        staging.rename(folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
