@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, log_loss
 
 from cifar_kedro.pipelines.reporting import create_pipeline
+from cifar_kedro.pipelines.reporting.pipeline import model_report, report_for
 from cifar_kedro.pipelines.reporting import nodes, plots, report
 from cifar_kedro.pipelines.reporting.schema import ReportingParams
 from cifar_kedro.report_datasets import SAVE_VERSION, FigureDataset, VersionedTextDataset
@@ -76,7 +77,8 @@ def inputs() -> dict:
             "experiments": [
                 {"name": "ft100_lr1e-5", "fine_tune_at": 100, "learning_rate": 1e-5, "best_val_accuracy": 0.52,
                  "final_val_accuracy": 0.5, "epochs": transfer_epochs[2:]},
-                {"name": "ft50_lr1e-4", "fine_tune_at": 50, "learning_rate": 1e-4, "best_val_accuracy": 0.48,
+                {"name": "ft50_lrmax1e-4", "fine_tune_at": 50, "best_val_accuracy": 0.48,
+                 "learning_rate": {"knots": [[0, 0.0], [0.1, 1e-4], [1, 0.0]]},  # a schedule
                  "final_val_accuracy": 0.47, "epochs": transfer_epochs[2:]},
             ],
             "selected_experiment": "ft100_lr1e-5",
@@ -251,15 +253,17 @@ def memory_run(inputs) -> DataCatalog:
     return _run_in_memory(inputs)
 
 
-def test_pipeline_nodes_are_named_and_models_share_functions():
+def test_each_model_gets_the_same_modular_pipeline_under_its_namespace():
     pipeline = create_pipeline()
     assert all(node.name for node in pipeline.nodes)
-    funcs = {}
-    for node in pipeline.nodes:
-        for m in MODELS:
-            if f"_{m}_" in f"_{node.name}_":
-                funcs.setdefault(node.name.replace(f"_{m}", ""), set()).add(node.func)
-    assert funcs and all(len(f) == 1 for f in funcs.values())
+    template = [(node.name, node.func) for node in model_report().nodes]
+    for m in MODELS:
+        namespaced = sorted((node.name.removeprefix(f"{m}."), node.func) for node in pipeline.nodes if node.namespace == m)
+        assert namespaced == sorted(template, key=lambda pair: pair[0])
+    # A third model is one more instance: its own inputs and outputs, nothing else to wire.
+    third = report_for("vit")
+    assert {"vit_model", "vit_history", "vit_validation_metrics", "test_split", "class_names"} <= third.inputs()
+    assert "vit_confusion_matrix" in third.outputs() and all(n.namespace == "vit" for n in third.nodes)
 
 
 def test_report_numbers_equal_sklearn(inputs, memory_run):
@@ -299,7 +303,8 @@ def test_report_contains_each_model_row_and_sections(inputs, memory_run):
         assert section in markdown
     assert "original study" in markdown and "10.00%" in markdown and "67.09%" in markdown
     assert "matches the data manifest" in markdown and "NOT match" not in markdown
-    assert "ft100_lr1e-5" in markdown  # the fine-tune variants table
+    assert "ft100_lr1e-5" in markdown  # the fine-tune variants table …
+    assert "| 0 → 0.0001 → 0 |" in markdown  # … with a schedule in words
     # figures are linked with the save-version placeholder (filled in by the versioned dataset)
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
     assert "../../transfer_confusion_matrix.png/" + SAVE_VERSION + "/transfer_confusion_matrix.png" in links

@@ -8,7 +8,6 @@ number of models. The figures are in ``plots.py``, the written report in ``repor
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import sys
@@ -16,12 +15,12 @@ import time
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from itertools import combinations
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
+from scipy import stats
 from sklearn.metrics import (
     accuracy_score,
     classification_report,
@@ -90,15 +89,11 @@ def predict_test_split(model: Any, test_split: dict[str, np.ndarray], params: Re
 
 
 def wilson_interval(successes: int, n: int, confidence: float) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion."""
+    """Wilson score interval of a binomial proportion (``scipy.stats.binomtest``)."""
     if n == 0:
         return (0.0, 1.0)
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = successes / n
-    denominator = 1 + z**2 / n
-    centre = (p + z**2 / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    interval = stats.binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(interval.low), float(interval.high)
 
 
 def evaluate_predictions(
@@ -253,15 +248,14 @@ def build_model_comparison(
 
 def mcnemar_test(only_a: int, only_b: int, exact_below: int) -> tuple[float, str]:
     """Two-sided McNemar test on the discordant pairs: exact binomial for few pairs, else χ² (1 dof)
-    with continuity correction."""
+    with continuity correction (``scipy.stats``)."""
     discordant = only_a + only_b
     if discordant == 0:
         return 1.0, "no discordant pairs"
     if discordant < exact_below:
-        tail = sum(math.comb(discordant, i) for i in range(min(only_a, only_b) + 1))
-        return min(1.0, 2 * tail / 2**discordant), "exact binomial"
+        return float(stats.binomtest(only_a, discordant, 0.5).pvalue), "exact binomial"
     chi2 = (abs(only_a - only_b) - 1) ** 2 / discordant
-    return math.erfc(math.sqrt(chi2 / 2)), "chi-squared with continuity correction"
+    return float(stats.chi2.sf(chi2, df=1)), "chi-squared with continuity correction"
 
 
 def compare_paired_predictions(params: ReportingParams, **predictions: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -296,6 +290,14 @@ def compare_paired_predictions(params: ReportingParams, **predictions: dict[str,
     return {"test": "McNemar (paired, two-sided)", "pairs": pairs}
 
 
+def rate_text(rate: Any) -> str:
+    """A learning rate as a history records it — a number, or a schedule's knots — in words:
+    ``1e-05``, or ``0 → 0.0003 → 0`` for a schedule."""
+    if isinstance(rate, dict):
+        return " → ".join(f"{value:g}" for _, value in rate["knots"])
+    return "—" if rate is None else f"{float(rate):g}"
+
+
 def tabulate_fine_tune_experiments(*histories: dict[str, Any]) -> pd.DataFrame:
     """The fine-tune variants each history records (none for the CNN), with the selected one flagged."""
     rows = []
@@ -305,7 +307,7 @@ def tabulate_fine_tune_experiments(*histories: dict[str, Any]) -> pd.DataFrame:
                 "model": history["model"],
                 "name": experiment["name"],
                 "fine_tune_at": experiment.get("fine_tune_at"),
-                "learning_rate": experiment.get("learning_rate"),
+                "learning_rate": rate_text(experiment.get("learning_rate")),
                 "epochs": len(experiment.get("epochs") or []),
                 "best_val_accuracy": experiment.get("best_val_accuracy"),
                 "final_val_accuracy": experiment.get("final_val_accuracy"),

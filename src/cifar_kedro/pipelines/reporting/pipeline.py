@@ -1,10 +1,11 @@
 """Wiring of the ``reporting`` pipeline.
 
-Per model (transfer, cnn) — the same functions for both:
-predict the test split once → test metrics and per-class report → summary → plots (confusion
-matrix, sample predictions, training curves, augmentation examples).
-Across models: the comparison table, a paired significance test, the fine-tune variants, the run
-metadata, and the report (markdown linking the plots, HTML embedding them).
+Per model, one modular pipeline instantiated under the model's namespace (kedro-viz draws each as a
+collapsible group): predict the test split once → test metrics and per-class report → summary →
+plots (confusion matrix, sample predictions, training curves, augmentation examples). Its inputs
+and outputs are the catalog's ``<model>_…`` datasets, so another model needs only its name in
+``MODELS``. Across models: the comparison table, a paired significance test, the fine-tune
+variants, the run metadata, and the report (markdown linking the plots, HTML embedding them).
 """
 
 from __future__ import annotations
@@ -14,59 +15,43 @@ from kedro.pipeline import Node, Pipeline
 from . import nodes, plots, report
 
 MODELS = ("transfer", "cnn")
+MODEL_INPUTS = ("model", "history", "validation_metrics")  # <model>_<input> in the catalog
+SHARED_INPUTS = {"test_split", "class_names"}
+MODEL_OUTPUTS = ("test_predictions", "test_metrics", "classification_report", "summary", *report.MODEL_FIGURES)
 
 
 def _figure_names(model: str) -> list[str]:
     return [f"{model}_{kind}" for kind in report.MODEL_FIGURES]
 
 
-def _model_nodes(model: str) -> list[Node]:
-    predictions = f"{model}_test_predictions"
-    summary = f"{model}_summary"
-    return [
-        Node(
-            nodes.predict_test_split,
-            inputs=[f"{model}_model", "test_split", "params:reporting"],
-            outputs=predictions,
-            name=f"predict_{model}_test_split",
-        ),
-        Node(
-            nodes.evaluate_predictions,
-            inputs=[predictions, "class_names", "params:reporting"],
-            outputs=[f"{model}_test_metrics", f"{model}_classification_report"],
-            name=f"evaluate_{model}_test_predictions",
-        ),
-        Node(
-            nodes.summarise_model,
-            inputs=[f"{model}_history", f"{model}_validation_metrics", f"{model}_test_metrics"],
-            outputs=summary,
-            name=f"summarise_{model}",
-        ),
-        Node(
-            plots.plot_confusion_matrix,
-            inputs=[summary, "params:reporting"],
-            outputs=f"{model}_confusion_matrix",
-            name=f"plot_{model}_confusion_matrix",
-        ),
-        Node(
-            plots.plot_sample_predictions,
-            inputs=[summary, "test_split", predictions, "params:reporting"],
-            outputs=f"{model}_sample_predictions",
-            name=f"plot_{model}_sample_predictions",
-        ),
-        Node(
-            plots.plot_training_curves,
-            inputs=[f"{model}_history", "params:reporting"],
-            outputs=f"{model}_training_curves",
-            name=f"plot_{model}_training_curves",
-        ),
-        Node(
-            plots.plot_augmentation_examples,
-            inputs=[f"{model}_history", "test_split", "params:reporting"],
-            outputs=f"{model}_augmentation_examples",
-            name=f"plot_{model}_augmentation_examples",
-        ),
-    ]
+def model_report() -> Pipeline:
+    """The per-model template, in the model's own terms (``model``, ``history``, …)."""
+    return Pipeline([
+        Node(nodes.predict_test_split, ["model", "test_split", "params:reporting"], "test_predictions",
+             name="predict_test_split"),
+        Node(nodes.evaluate_predictions, ["test_predictions", "class_names", "params:reporting"],
+             ["test_metrics", "classification_report"], name="evaluate_test_predictions"),
+        Node(nodes.summarise_model, ["history", "validation_metrics", "test_metrics"], "summary", name="summarise"),
+        Node(plots.plot_confusion_matrix, ["summary", "params:reporting"], "confusion_matrix",
+             name="plot_confusion_matrix"),
+        Node(plots.plot_sample_predictions, ["summary", "test_split", "test_predictions", "params:reporting"],
+             "sample_predictions", name="plot_sample_predictions"),
+        Node(plots.plot_training_curves, ["history", "params:reporting"], "training_curves",
+             name="plot_training_curves"),
+        Node(plots.plot_augmentation_examples, ["history", "test_split", "params:reporting"],
+             "augmentation_examples", name="plot_augmentation_examples"),
+    ])
+
+
+def report_for(model: str) -> Pipeline:
+    """``model_report`` under the namespace ``model``, wired to the catalog's ``<model>_…`` datasets."""
+    return Pipeline(
+        model_report(),
+        namespace=model,
+        inputs={**{name: f"{model}_{name}" for name in MODEL_INPUTS}, **{name: name for name in SHARED_INPUTS}},
+        outputs={name: f"{model}_{name}" for name in MODEL_OUTPUTS},
+        parameters={"params:reporting"},
+    )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -130,5 +115,4 @@ def create_pipeline(**kwargs) -> Pipeline:
             name="write_comparison_report",
         ),
     ]
-    model_nodes = [node for model in MODELS for node in _model_nodes(model)]
-    return Pipeline(model_nodes + comparison_nodes)
+    return sum((report_for(model) for model in MODELS), Pipeline(comparison_nodes))

@@ -19,7 +19,7 @@ from sklearn.metrics import (
 from cifar_kedro.augmentation import build_augmentation
 from cifar_kedro.schemas import Augmentation
 
-from .nodes import training_stages
+from .nodes import rate_text, training_stages
 from .schema import ReportingParams
 
 # ----------------------------------------------------------------------------- plots
@@ -240,7 +240,7 @@ def plot_fine_tune_experiments(params: ReportingParams, *histories: dict[str, An
             ax.plot(range(1, len(records) + 1), [r["val_accuracy"] for r in records], "o-", ms=3,
                     lw=3 if selected else 1.2,
                     label=f"{history['model']}: {experiment['name']} (fine_tune_at={experiment.get('fine_tune_at')}, "
-                          f"lr={experiment.get('learning_rate')}){' — selected' if selected else ''}")
+                          f"lr {rate_text(experiment.get('learning_rate'))}){' — selected' if selected else ''}")
             n_plotted += 1
     if n_plotted:
         ax.set_xlabel("epoch of the variant's fine-tuning")

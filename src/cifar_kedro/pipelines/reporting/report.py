@@ -227,7 +227,7 @@ def _build_markdown(
                 "delivered and tested):", "",
                 _table(["model", "variant", "fine_tune_at", "learning rate", "epochs", "best val accuracy",
                         "final val accuracy", "selected"],
-                       [[e["model"], e["name"], e["fine_tune_at"], _lr(e["learning_rate"]), e["epochs"],
+                       [[e["model"], e["name"], e["fine_tune_at"], e["learning_rate"], e["epochs"],
                          _pct(e["best_val_accuracy"], d), _pct(e["final_val_accuracy"], d),
                          "✓" if e["selected"] else ""] for e in fine_tune_experiments.to_dict("records")]),
                 "", figure("fine_tune_experiments_chart", "Fine-tune variants"), ""]
