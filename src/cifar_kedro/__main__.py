@@ -1,5 +1,5 @@
 """cifar-kedro file for ensuring the package is executable
-as `cifar-kedro` and `python -m cifar_kedro`
+as `cifar-kedro` and `python -m cifar_kedro`: `kedro run`'s options, or `predict PATH…`.
 """
 import sys
 from pathlib import Path
@@ -15,6 +15,12 @@ def main(*args, **kwargs) -> Any:
 
     interactive = hasattr(sys, "ps1")
     kwargs["standalone_mode"] = not interactive
+
+    argv = list(args[0]) if args and isinstance(args[0], (list, tuple)) else sys.argv[1:]
+    if argv[:1] == ["predict"]:
+        from cifar_kedro.cli import predict
+
+        return predict.main(argv[1:], prog_name="cifar-kedro predict", standalone_mode=kwargs["standalone_mode"])
 
     run = find_run_command(package_name)
     return run(*args, **kwargs)
