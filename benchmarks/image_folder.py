@@ -5,7 +5,8 @@ What it does, top to bottom:
      environment's source at `--root` (a class-per-folder tree, e.g. CIFAR-10 as 60,000 JPEGs:
      train/<class>/*.jpg and test/<class>/*.jpg) at `--image-size`;
   2. runs `kedro run --env images --pipelines data_processing` there under `/usr/bin/time -v`:
-     wall time of the whole command, peak resident memory, and the ingest node's own time;
+     wall time of the whole command, peak resident memory, and the ingest node's time (reading the
+     images included);
   3. with `--batches DIR` (the same images as CIFAR-10 batch files), checks that both paths give
      the same test images (as a multiset of pixel arrays) and, with `--model FILE`, the same test
      accuracy;
@@ -96,7 +97,7 @@ def main() -> None:
     RESULTS_FILE.write_text(json.dumps(run, indent=2))
     met = run["wall_seconds"] < GOAL_SECONDS and run["peak_rss_mib"] < GOAL_PEAK_MIB
     print(f"\n{run['command']} on {args.root} at {args.image_size} px, {os.cpu_count()} cores")
-    print(f"wall {run['wall_seconds']:.1f} s (ingest node {run['ingest_seconds']:.1f} s), peak memory "
+    print(f"wall {run['wall_seconds']:.1f} s (reading the images + ingest node {run['ingest_seconds']:.1f} s), peak memory "
           f"{run['peak_rss_mib']:.0f} MiB -> goal (< {GOAL_SECONDS:.0f} s, < {GOAL_PEAK_MIB:.0f} MiB) "
           f"{'met' if met else 'NOT met'}")
     print(f"splits {run['split_counts']}, unreadable {run['unreadable']}")

@@ -33,17 +33,19 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from scratch_project import PROJECT_ROOT, kedro_run, make_project
 
-from cifar_kedro import cifar10
+from cifar_kedro.sources import cifar10
 from cifar_kedro.pipelines.data_processing import create_pipeline as data_processing_pipeline
 
 RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
-RAW_FOLDER = "data/01_raw/cifar-10-batches-py"  # what conf/base/catalog.yml's cifar10_source reads
+RAW_FOLDER = "data/01_raw/cifar-10-batches-py"  # what conf/base/catalog.yml's raw_source reads
 GOAL_MINUTES = 60  # the CPU profile: the whole base study on 2 cores
-LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) - \S+ - INFO - (Running|Completed) node: (\w+)")
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) - \S+ - INFO - "
+                      r"(?:(Running|Completed) node: ([\w.]+)|(Loading) data from)")
 GROUPS = {  # node -> the row it is counted in
     "train_transfer_head": "transfer: head",
     "fine_tune_transfer_model": "transfer: fine-tuning",
@@ -56,19 +58,27 @@ GROUPS = {  # node -> the row it is counted in
 
 
 def node_seconds(log_text: str) -> dict[str, float]:
-    """Each node's wall time: from the previous node's end (or the pipeline's first start) to its end."""
+    """Each node's wall time, loading its inputs included: from the previous node's end (or the
+    run's first load) to its end."""
     seconds, last = {}, None
     for line in log_text.splitlines():
         match = LOG_LINE.match(line)
         if not match:
             continue
         stamp = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f")
-        if match[2] == "Running" and last is None:
+        if last is None:
             last = stamp
         elif match[2] == "Completed":
             seconds[match[3]] = (stamp - last).total_seconds()
             last = stamp
     return seconds
+
+
+def _log_span(log: Path) -> float:
+    """Seconds from the first to the last timestamped line of a Kedro log."""
+    stamps = [datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f") for line in log.read_text(errors="replace").splitlines()
+              if re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}", line)]
+    return (stamps[-1] - stamps[0]).total_seconds()
 
 
 def grouped(seconds: dict[str, float]) -> dict[str, float]:
@@ -112,6 +122,37 @@ def read_results(project: Path) -> dict:
             "test_split_matches_manifest": metadata["data"]["test_split_matches_manifest"]}
 
 
+def evaluate_trained(project: Path) -> dict:
+    """Without the reporting pipeline: each model trained by the run, scored on the test split by
+    the reporting pipeline's own nodes."""
+    import keras
+    import yaml
+
+    from cifar_kedro.pipelines.reporting import nodes
+    from cifar_kedro.pipelines.reporting.schema import ReportingParams
+
+    params = ReportingParams.model_validate(
+        yaml.safe_load((project / "conf/base/parameters_reporting.yml").read_text())["reporting"])
+    with np.load(latest(project, "data/05_model_input/test_split.npz")) as split:
+        test = {"images": split["images"], "labels": split["labels"]}
+    class_names = json.loads(latest(project, "data/03_primary/class_names.json").read_text())
+    models = {}
+    for path in sorted((project / "data/06_models").glob("*_model.keras")):
+        name = path.name.removesuffix("_model.keras")
+        history = json.loads(latest(project, f"data/07_model_output/{name}_history.json").read_text())
+        predictions = nodes.predict_test_split(keras.saving.load_model(latest(project, f"data/06_models/{path.name}")),
+                                               test, params)
+        metrics, _ = nodes.evaluate_predictions(predictions, class_names, params)
+        models[name] = {
+            "architecture": history["architecture"], "test_accuracy": metrics["test_accuracy"],
+            "ci_low": metrics["test_accuracy_ci_low"], "ci_high": metrics["test_accuracy_ci_high"],
+            "macro_f1": metrics["macro_avg"]["f1_score"], "train_seconds": history["train_seconds"],
+            "epochs": len(history["epochs"]), "best_val_accuracy": max(r["val_accuracy"] for r in history["epochs"]),
+            "epoch_records": history["epochs"],
+        }
+    return models
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", required=True, help="MobileNetV2 backbone .weights.h5 (or 'imagenet' online)")
@@ -122,6 +163,9 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="run here instead of a temporary folder (kept)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
     parser.add_argument("--name", default="real_study", help="results file name (benchmarks/results/NAME.json)")
+    parser.add_argument("--finish", action="store_true",
+                        help="after a run in --workdir stopped in `reporting`: run that pipeline there and read "
+                             "all the results (the wall time is then the sum of both runs)")
     args = parser.parse_args()
 
     raw = Path(args.raw).resolve()
@@ -133,14 +177,24 @@ def main() -> None:
         raise SystemExit(f"--weights {weights} does not exist.")
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-real-study-"))
-    project = make_project(workdir)
-    (project / RAW_FOLDER).symlink_to(raw, target_is_directory=True)
     run_args = ["--params", ",".join(p for p in (f"transfer_training.weights={weights}", args.params) if p)]
     run_args += ["--env", args.env] if args.env else []
     run_args += ["--pipelines", args.pipelines] if args.pipelines else []
+    if args.finish:
+        project = workdir
+        stopped = _log_span(project / "info.log")
+        report = project / "time-v.txt"  # the stopped run's, before the finishing run writes its own
+        first_peak = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", report.read_text())[1]) / 1024
+        run = kedro_run(project, [*run_args, "--pipelines", "reporting"], log_name="kedro-run-reporting.log")
+        run |= {"command": "kedro run " + " ".join(run_args), "finished_by": run["command"],
+                "wall_seconds": stopped + run["wall_seconds"], "peak_rss_mib": max(first_peak, run["peak_rss_mib"])}
+    else:
+        project = make_project(workdir)
+        (project / RAW_FOLDER).symlink_to(raw, target_is_directory=True)
     print(f"kedro run {' '.join(run_args)}  (in {project})", flush=True)
     try:
-        run = kedro_run(project, run_args)
+        if not args.finish:
+            run = kedro_run(project, run_args)
         seconds = node_seconds((project / "info.log").read_text(errors="replace"))
         results = {
             "benchmark": "real_study",
@@ -151,8 +205,10 @@ def main() -> None:
             "machine": {"platform": platform.platform(), "processor": _cpu_name(), "cpu_count": os.cpu_count(),
                         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1 (project default)")},
         }
-        if args.pipelines is None:
+        if args.pipelines is None or "reporting" in args.pipelines:
             results.update(read_results(project))
+        else:
+            results["models"] = evaluate_trained(project)
     finally:
         if args.workdir is None and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -20,7 +20,7 @@ Method: each measurement fits 1 warm-up epoch (tracing/compilation, not counted)
 which records `images_per_second` per epoch over the training pass only (validation excluded). The
 figure is the median of the timed epochs; min and max are kept too, because epochs on a shared
 2-core machine vary by ±20% and more. Images are the project's generated CIFAR-10 stand-in
-(`cifar10.write_synthetic_cifar10`).
+(`sources.synthetic.write_synthetic_cifar10`).
 
     KERAS_BACKEND=tensorflow python benchmarks/training.py            # everything, est. 6–8 min on 2 cores
     python benchmarks/training.py --only cnn
@@ -51,7 +51,8 @@ import yaml
 
 from scratch_project import PROJECT_ROOT, make_project
 
-from cifar_kedro import cifar10, models, training
+from cifar_kedro import models, training
+from cifar_kedro.sources import cifar10, synthetic
 from cifar_kedro.pipelines.cnn_training import nodes as cnn_nodes
 from cifar_kedro.pipelines.cnn_training.schema import CNNTrainingParams
 from cifar_kedro.pipelines.transfer_training import nodes as transfer_nodes
@@ -60,7 +61,7 @@ from cifar_kedro.pipelines.transfer_training.schema import TransferTrainingParam
 RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
 TRANSFER_CONF = PROJECT_ROOT / "conf/base/parameters_transfer_training.yml"
 CNN_CONF = PROJECT_ROOT / "conf/base/parameters_cnn_training.yml"
-RAW_FOLDER = "data/01_raw/cifar-10-batches-py"  # what the base catalog's cifar10_source reads
+RAW_FOLDER = "data/01_raw/cifar-10-batches-py"  # what the base catalog's raw_source reads
 TRANSFER_HISTORY = "data/07_model_output/transfer_history.json"
 
 WARMUP_EPOCHS = 1  # tracing/compilation: not counted
@@ -95,7 +96,7 @@ IMAGES = {
 # ---------------------------------------------------------------------------- helpers
 def generated_images(count: int, workdir: Path) -> tuple[dict, dict, list[str]]:
     """``count`` training and ``VALIDATION_IMAGES`` validation images of the generated stand-in."""
-    folder = cifar10.write_synthetic_cifar10(workdir / "generated", images_per_batch=-(-count // 5),
+    folder = synthetic.write_synthetic_cifar10(workdir / "generated", images_per_batch=-(-count // 5),
                                              test_images=VALIDATION_IMAGES, seed=SEED)
     raw = cifar10.read_batches(folder)
 
@@ -233,7 +234,7 @@ def bench_pipeline(size, timed: int, workdir: Path) -> dict:
     n = size("pipeline")
     images_per_batch = round(n / (len(cifar10.TRAIN_FILES) * (1 - PIPELINE_VALIDATION_FRACTION)))
     project = make_project(workdir / "pipeline_project")
-    cifar10.write_synthetic_cifar10(project / RAW_FOLDER, images_per_batch=images_per_batch,
+    synthetic.write_synthetic_cifar10(project / RAW_FOLDER, images_per_batch=images_per_batch,
                                     test_images=PIPELINE_TEST_IMAGES, seed=SEED)
     epochs = WARMUP_EPOCHS + timed
     overrides = {"weights": WEIGHTS, "head_epochs": epochs, "cache_features": False, "fine_tune_experiments": []}
