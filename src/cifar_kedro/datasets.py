@@ -8,8 +8,14 @@
   TensorFlowModelDataset imports TensorFlow) and loads it with ``safe_mode``.
 
 The two sources load into the one shape ``cifar_kedro.sources`` describes, so the pipelines take
-either. The two writers are atomic: a file is written beside its target and renamed into place, so a
-killed run never leaves a half-written version for the next run to load.
+either.
+
+Every path may be local or on any fsspec filesystem (``s3://``, ``gs://``, ``abfs://``, ``file://``),
+with ``credentials`` and ``fs_args`` in the catalog entry, as kedro-datasets' own datasets take them.
+The two writers never leave a half-written version for the next run to load: locally a file is
+written beside its target and renamed into place; on an object store it is written to a local
+temporary file and then uploaded in one request (or one multipart upload), and the object store shows
+an object only once it is complete. The sources read a remote folder through a local temporary copy.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import fsspec
 import numpy as np
 from kedro.io import AbstractDataset, AbstractVersionedDataset, DatasetError, Version
+from kedro.io.core import get_filepath_str, get_protocol_and_path
 
 from cifar_kedro.sources import cifar10, download, image_folder, synthetic
 
@@ -41,24 +49,62 @@ def atomic_path(target: Path, suffix: str) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-class _LocalVersionedDataset(AbstractVersionedDataset):
-    """Shared plumbing of the local, versioned, atomically written datasets below."""
+def filesystem(path: str, credentials: dict | None = None, fs_args: dict | None = None,
+               version: Version | None = None) -> tuple[str, str, fsspec.AbstractFileSystem]:
+    """``(protocol, path without protocol, filesystem)`` for a catalog path, as kedro-datasets do."""
+    protocol, bare = get_protocol_and_path(path, version)
+    return protocol, bare, fsspec.filesystem(protocol, **(credentials or {}), **(fs_args or {}))
 
-    def __init__(self, *, filepath: str, version: Version | None = None, metadata: dict | None = None):
-        super().__init__(filepath=PurePosixPath(filepath), version=version, exists_function=os.path.exists)
+
+class _VersionedFileDataset(AbstractVersionedDataset):
+    """Shared plumbing of the versioned, whole-or-nothing file datasets below."""
+
+    def __init__(self, *, filepath: str, version: Version | None = None, credentials: dict | None = None,
+                 fs_args: dict | None = None, metadata: dict | None = None):
+        self._protocol, path, self._fs = filesystem(filepath, credentials, fs_args, version)
+        super().__init__(filepath=PurePosixPath(path), version=version, exists_function=self._fs.exists,
+                         glob_function=self._fs.glob)
         self.metadata = metadata
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath), "version": self._version}
+        return {"filepath": str(self._filepath), "protocol": self._protocol, "version": self._version}
 
     def _exists(self) -> bool:
         try:
-            return Path(self._get_load_path()).exists()
+            path = get_filepath_str(self._get_load_path(), self._protocol)
         except DatasetError:
             return False
+        return self._fs.exists(path)
+
+    @contextmanager
+    def _local_load_path(self) -> Iterator[Path]:
+        """The version to load as a local file: the file itself, or a temporary download of it."""
+        path = get_filepath_str(self._get_load_path(), self._protocol)
+        if self._protocol == "file":
+            yield Path(path)
+            return
+        with tempfile.TemporaryDirectory(prefix="cifar-kedro-") as folder:
+            local = Path(folder) / PurePosixPath(path).name
+            self._fs.get_file(path, str(local))
+            yield local
+
+    @contextmanager
+    def _local_save_path(self, suffix: str) -> Iterator[Path]:
+        """A local temporary file to write the data to; once written it becomes the save version
+        whole (renamed into place, or uploaded), and on an error nothing appears."""
+        path = get_filepath_str(self._get_save_path(), self._protocol)
+        if self._protocol == "file":
+            with atomic_path(Path(path), suffix) as tmp:
+                yield tmp
+        else:
+            with tempfile.TemporaryDirectory(prefix="cifar-kedro-") as folder:
+                tmp = Path(folder) / f"part{suffix}"
+                yield tmp
+                self._fs.put_file(str(tmp), path)
+        self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
 
 
-class NpzDataset(_LocalVersionedDataset):
+class NpzDataset(_VersionedFileDataset):
     """A ``dict[str, np.ndarray]`` in an uncompressed ``.npz`` file, loaded without pickle.
 
     Example catalog entry::
@@ -70,20 +116,17 @@ class NpzDataset(_LocalVersionedDataset):
     """
 
     def load(self) -> dict[str, np.ndarray]:
-        path = Path(self._get_load_path())
-        with np.load(path, allow_pickle=False) as npz:
+        with self._local_load_path() as path, np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
 
     def save(self, data: dict[str, np.ndarray]) -> None:
         if not isinstance(data, dict) or not all(isinstance(v, np.ndarray) for v in data.values()):
             raise DatasetError(f"{self._filepath}: NpzDataset saves a dict of NumPy arrays, got {type(data).__name__}.")
-        target = Path(self._get_save_path())
-        with atomic_path(target, ".npz") as tmp:
-            with open(tmp, "wb") as file:
-                np.savez(file, **data)
+        with self._local_save_path(".npz") as tmp, open(tmp, "wb") as file:
+            np.savez(file, **data)
 
 
-class KerasModelDataset(_LocalVersionedDataset):
+class KerasModelDataset(_VersionedFileDataset):
     """A Keras 3 model in the native ``.keras`` format, on whatever Keras backend is active.
 
     ``safe_mode`` (default true) refuses to deserialize arbitrary Python code such as lambdas;
@@ -91,24 +134,37 @@ class KerasModelDataset(_LocalVersionedDataset):
     """
 
     def __init__(self, *, filepath: str, safe_mode: bool = True, version: Version | None = None,
-                 metadata: dict | None = None):
+                 credentials: dict | None = None, fs_args: dict | None = None, metadata: dict | None = None):
         if not filepath.endswith(".keras"):
             raise DatasetError(f"KerasModelDataset filepath must end in '.keras', got '{filepath}'.")
-        super().__init__(filepath=filepath, version=version, metadata=metadata)
+        super().__init__(filepath=filepath, version=version, credentials=credentials, fs_args=fs_args,
+                         metadata=metadata)
         self._safe_mode = safe_mode
 
     def load(self) -> Any:
         import keras
 
-        return keras.saving.load_model(self._get_load_path(), safe_mode=self._safe_mode)
+        with self._local_load_path() as path:
+            return keras.saving.load_model(path, safe_mode=self._safe_mode)
 
     def save(self, model: Any) -> None:
-        target = Path(self._get_save_path())
-        with atomic_path(target, ".keras") as tmp:
+        with self._local_save_path(".keras") as tmp:
             model.save(tmp)
 
     def _describe(self) -> dict[str, Any]:
         return {**super()._describe(), "safe_mode": self._safe_mode}
+
+
+@contextmanager
+def _local_folder(protocol: str, path: str, fs: fsspec.AbstractFileSystem) -> Iterator[Path]:
+    """A folder as a local path: the folder itself, or a temporary copy of a remote one."""
+    if protocol == "file":
+        yield Path(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="cifar-kedro-") as folder:
+        local = Path(folder) / PurePosixPath(path.rstrip("/")).name
+        fs.get(path.rstrip("/") + "/", str(local), recursive=True)
+        yield local
 
 
 class CIFAR10BatchesDataset(AbstractDataset):
@@ -127,10 +183,12 @@ class CIFAR10BatchesDataset(AbstractDataset):
 
     def __init__(self, *, path: str, source: str = "download", url: str = cifar10.ARCHIVE_URL,
                  md5: str = cifar10.ARCHIVE_MD5, timeout: float = 10.0,
-                 synthetic: dict[str, Any] | None = None, metadata: dict | None = None):
+                 synthetic: dict[str, Any] | None = None, credentials: dict | None = None,
+                 fs_args: dict | None = None, metadata: dict | None = None):
         if source not in ("download", "synthetic"):
             raise DatasetError(f"CIFAR10BatchesDataset 'source' must be 'download' or 'synthetic', got '{source}'.")
-        self._path = Path(path)
+        self._protocol, self._bare_path, self._fs = filesystem(path, credentials, fs_args)
+        self._path = path
         self._source = source
         self._url = url
         self._md5 = md5
@@ -139,18 +197,33 @@ class CIFAR10BatchesDataset(AbstractDataset):
         self.metadata = metadata
 
     def load(self) -> dict[str, Any]:
-        if not self._path.exists():
-            if self._source == "download":
-                download.download_and_extract(self._path, url=self._url, md5=self._md5, timeout=self._timeout)
-            else:
-                synthetic.write_synthetic_cifar10(self._path, **self._synthetic)
-        return {**cifar10.load(self._path), "source": self._source}
+        if not self._fs.exists(self._bare_path):
+            self._fill()
+        with _local_folder(self._protocol, self._bare_path, self._fs) as folder:
+            return {**cifar10.load(folder), "source": self._source}
+
+    def _fill(self) -> None:
+        """Get the batches once: into the folder itself, or into a local folder then uploaded."""
+        if self._protocol == "file":
+            self._write(Path(self._bare_path))
+            return
+        with tempfile.TemporaryDirectory(prefix="cifar-kedro-") as folder:
+            local = Path(folder) / "cifar-10-batches-py"
+            self._write(local)
+            self._fs.put(f"{local}/", self._bare_path, recursive=True)
+        self._fs.invalidate_cache(self._bare_path)
+
+    def _write(self, folder: Path) -> None:
+        if self._source == "download":
+            download.download_and_extract(folder, url=self._url, md5=self._md5, timeout=self._timeout)
+        else:
+            synthetic.write_synthetic_cifar10(folder, **self._synthetic)
 
     def save(self, data: Any) -> None:
         raise DatasetError(f"{self._path} holds the original CIFAR-10 batches and is read only.")
 
     def _exists(self) -> bool:
-        return self._path.exists()
+        return self._fs.exists(self._bare_path)
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path), "source": self._source}
@@ -171,10 +244,12 @@ class ImageFolderDataset(AbstractDataset):
     """
 
     def __init__(self, *, path: str, image_size: int, crop: bool = False, skip_unreadable: bool = False,
-                 workers: int | None = None, metadata: dict | None = None):
+                 workers: int | None = None, credentials: dict | None = None, fs_args: dict | None = None,
+                 metadata: dict | None = None):
         if int(image_size) < 8:
             raise DatasetError(f"ImageFolderDataset image_size must be at least 8 pixels, got {image_size}.")
-        self._path = Path(path)
+        self._protocol, self._bare_path, self._fs = filesystem(path, credentials, fs_args)
+        self._path = path
         self._image_size = int(image_size)
         self._crop = bool(crop)
         self._skip_unreadable = bool(skip_unreadable)
@@ -182,18 +257,21 @@ class ImageFolderDataset(AbstractDataset):
         self.metadata = metadata
 
     def load(self) -> dict[str, Any]:
-        try:
-            source = image_folder.load(self._path, image_size=self._image_size, crop=self._crop,
-                                       skip_unreadable=self._skip_unreadable, workers=self._workers)
-        except image_folder.ImageFolderError as error:
-            raise DatasetError(str(error)) from error
+        with _local_folder(self._protocol, self._bare_path, self._fs) as folder:
+            try:
+                source = image_folder.load(folder, image_size=self._image_size, crop=self._crop,
+                                           skip_unreadable=self._skip_unreadable, workers=self._workers)
+            except image_folder.ImageFolderError as error:
+                raise DatasetError(str(error).replace(str(folder), self._path.rstrip("/"))) from error
+        for entry in source["unreadable"]:  # name files where they are, not in the temporary copy
+            entry["path"] = entry["path"].replace(str(folder), self._path.rstrip("/"), 1)
         return {**source, "source": "image_folder"}
 
     def save(self, data: Any) -> None:
         raise DatasetError(f"{self._path} holds your source images and is read only.")
 
     def _exists(self) -> bool:
-        return self._path.is_dir()
+        return self._fs.isdir(self._bare_path)
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path), "image_size": self._image_size, "crop": self._crop,
