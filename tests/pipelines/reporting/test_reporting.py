@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset, Version
 from kedro.runner import SequentialRunner
 from matplotlib.figure import Figure
@@ -325,22 +326,20 @@ def test_manifest_mismatch_is_reported(inputs):
     assert metadata["data"]["test_split_matches_manifest"] is False
 
 
-def _project_catalog_config(tmp_path: Path) -> dict:
-    """conf/base/catalog*.yml as one config, every path moved under ``tmp_path``."""
-    config: dict = {}
-    for path in sorted((PROJECT / "conf/base").glob("catalog*.yml")):
-        entries = yaml.safe_load(path.read_text()) or {}
-        assert not set(entries) & set(config), f"duplicate catalog entries in {path.name}"
-        config.update(entries)
+def _project_catalog_config(tmp_path: Path) -> tuple[dict, dict]:
+    """conf/base's catalog as Kedro's config loader resolves it (globals included), every path
+    moved under ``tmp_path``; and the credentials it names."""
+    loader = OmegaConfigLoader(str(PROJECT / "conf"), base_env="base", default_run_env="base")
+    config = loader["catalog"]
     for entry in config.values():
         for key in ("filepath", "path"):
-            if key in entry:
+            if isinstance(entry, dict) and key in entry:
                 entry[key] = str(tmp_path / entry[key])
-    return config
+    return config, loader["credentials"]
 
 
 def test_pipeline_on_project_catalog_writes_versioned_files(inputs, tmp_path):
-    catalog = DataCatalog.from_config(_project_catalog_config(tmp_path))
+    catalog = DataCatalog.from_config(*_project_catalog_config(tmp_path))
     for name, dataset in _input_datasets(inputs).items():
         catalog[name] = dataset
     pipeline = create_pipeline()
