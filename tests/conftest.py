@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,10 @@ import pytest
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# With the `mlflow` extra every run is tracked (conf/base/mlflow.yml): into one throw-away store
+# for the whole test session rather than a new mlflow.db in each test's project. The demo run
+# has a store of its own (tests/test_tracking.py reads it).
+os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tempfile.mkdtemp(prefix='cifar-kedro-mlflow-')}/mlflow.db")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA_FOLDERS = ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input", "06_models",
@@ -70,9 +76,31 @@ def project(tmp_path) -> Path:
     return make_project(tmp_path)
 
 
+@contextmanager
+def environment(**variables: str):
+    """Environment variables set for the duration of a block."""
+    before = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def tracking_uri(project: Path) -> str:
+    """The MLflow store of a project's own runs (the demo run's)."""
+    return f"sqlite:///{project / 'mlflow.db'}"
+
+
 @pytest.fixture(scope="session")
 def demo_project(tmp_path_factory) -> Path:
-    """The whole default pipeline run once with ``--env demo`` (about two minutes on 2 cores)."""
+    """The whole default pipeline run once with ``--env demo`` (about two minutes on 2 cores),
+    tracked (with the `mlflow` extra) in the project's own MLflow store."""
     project = make_project(tmp_path_factory.mktemp("demo_project"))
-    run_session(project, "demo")
+    with environment(MLFLOW_TRACKING_URI=tracking_uri(project)):
+        run_session(project, "demo")
     return project

@@ -1,4 +1,5 @@
-"""The model and training path on JAX, on a machine without TensorFlow (many GPU boxes)."""
+"""The model and training path on JAX, on a machine without TensorFlow (many GPU boxes) — and
+without the optional `mlflow` extra."""
 
 from __future__ import annotations
 
@@ -15,18 +16,26 @@ import cifar_kedro.layers  # noqa: F401  (registers the custom layers, as KerasM
 
 from tests.conftest import versions
 
-BLOCK_TENSORFLOW = textwrap.dedent('''
+BLOCK_TENSORFLOW_AND_MLFLOW = textwrap.dedent('''
+    import importlib.metadata
     import sys
 
-    class NoTensorFlow:
-        """Makes `import tensorflow` fail, as on a machine where it is not installed."""
+    HIDDEN = ("tensorflow", "mlflow", "kedro_mlflow")
+
+    class NotInstalled:
+        """Makes `import tensorflow` (and MLflow, kedro-mlflow) fail, as where it is not installed."""
 
         def find_spec(self, name, path=None, target=None):
-            if name == "tensorflow" or name.startswith("tensorflow."):
+            if name.split(".")[0] in HIDDEN:
                 raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
             return None
 
-    sys.meta_path.insert(0, NoTensorFlow())
+    sys.meta_path.insert(0, NotInstalled())
+
+    # Nor does kedro-mlflow's distribution exist: no plugin entry points (hooks, `kedro mlflow`).
+    _distributions = importlib.metadata.distributions
+    importlib.metadata.distributions = lambda **kw: (
+        d for d in _distributions(**kw) if d.metadata["Name"].replace("-", "_").lower() != "kedro_mlflow")
 ''')
 
 FAST = ",".join([
@@ -35,15 +44,17 @@ FAST = ",".join([
 ])
 
 
-def test_demo_training_runs_on_jax_without_tensorflow(project):
+def test_demo_training_runs_on_jax_without_tensorflow_or_mlflow(project):
     pytest.importorskip("jax")
     blocker = project / "no_tensorflow"
     blocker.mkdir()
-    (blocker / "sitecustomize.py").write_text(BLOCK_TENSORFLOW)
+    (blocker / "sitecustomize.py").write_text(BLOCK_TENSORFLOW_AND_MLFLOW)
+    store = project / "mlflow.db"
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(blocker), "DO_NOT_TRACK": "1",
-           "KEDRO_DISABLE_TELEMETRY": "true"}
-    probe = subprocess.run([sys.executable, "-c", "import tensorflow"], env=env, capture_output=True, text=True)
-    assert probe.returncode != 0 and "blocked by the test" in probe.stderr  # the blocker works
+           "KEDRO_DISABLE_TELEMETRY": "true", "MLFLOW_TRACKING_URI": f"sqlite:///{store}"}
+    for module in ("tensorflow", "mlflow"):
+        probe = subprocess.run([sys.executable, "-c", f"import {module}"], env=env, capture_output=True, text=True)
+        assert probe.returncode != 0 and "blocked by the test" in probe.stderr  # the blocker works
 
     demo_catalog = project / "conf/demo/catalog.yml"  # half the demo's images: JAX on a CPU is slow
     demo_catalog.write_text(demo_catalog.read_text().replace("images_per_batch: 800", "images_per_batch: 400"))
@@ -54,6 +65,7 @@ def test_demo_training_runs_on_jax_without_tensorflow(project):
     for name in ("transfer", "cnn"):
         assert len(versions(project, f"data/06_models/{name}_model.keras")) == 1
         assert len(versions(project, f"data/07_model_output/{name}_validation_metrics.json")) == 1
+    assert not store.exists() and not (project / "mlruns").exists()  # untracked, and nothing asked for it
 
     # The .keras files written on JAX load here (TensorFlow backend) and predict sensibly.
     with np.load(versions(project, "data/05_model_input/test_split.npz")[-1]) as split:

@@ -1,0 +1,116 @@
+"""Experiment tracking (the optional `mlflow` extra): the demo run as one MLflow run in a real
+local SQLite tracking store — its parameters, per-epoch and test metrics, artifacts and models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import environment, run_session, tracking_uri, versions
+
+mlflow = pytest.importorskip("mlflow", reason="experiment tracking is the `mlflow` extra: pip install -e '.[mlflow]'")
+pytest.importorskip("kedro_mlflow", reason="experiment tracking is the `mlflow` extra: pip install -e '.[mlflow]'")
+
+MODELS = ("transfer", "cnn")
+EXPERIMENT = "cifar-kedro"
+
+
+def latest(project, relative):
+    return versions(project, relative)[-1]
+
+
+@pytest.fixture(scope="module")
+def demo_run(demo_project):
+    client = mlflow.MlflowClient(tracking_uri(demo_project))
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1, "the demo run is one MLflow run"
+    return client, experiment, runs[0]
+
+
+def test_the_run_records_the_kedro_run_and_its_flattened_parameters(demo_project, demo_run):
+    _, _, run = demo_run
+    assert run.info.status == "FINISHED"
+    # Kedro's session id is the save version every output of the run carries.
+    assert run.data.tags["run_id"] == latest(demo_project, "data/08_reporting/model_comparison.csv").parent.name
+    assert run.data.tags["env"] == "demo"
+    params = run.data.params
+    # Values as the demo environment merged them over base (soft merge), one key per leaf.
+    assert params["transfer_training.head_epochs"] == "5"
+    assert params["transfer_training.image_size"] == "32"
+    assert params["cnn_training.architecture"] == "resnet9"
+    assert params["cnn_training.resnet9.epochs"] == "3"
+    assert params["cnn_training.resnet9.network.width"] == "0.25"
+    assert params["data_processing.validation_fraction"] == "0.2"
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_epoch_of_every_stage_is_a_metric_step(demo_project, demo_run, model):
+    client, _, run = demo_run
+    history = json.loads(latest(demo_project, f"data/07_model_output/{model}_history.json").read_text())
+    series = [(model, history["epochs"])]
+    series += [(f"{model}/{experiment['name']}", experiment["epochs"]) for experiment in history["experiments"]]
+    assert len(series) == (2 if model == "transfer" else 1)  # the demo has one fine-tuning experiment
+    for prefix, epochs in series:
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "images_per_second"):
+            logged = client.get_metric_history(run.info.run_id, f"{prefix}/{key}")
+            assert [m.step for m in logged] == [e["epoch"] for e in epochs], f"{prefix}/{key}"
+            assert [m.value for m in logged] == pytest.approx([e[key] for e in epochs], rel=1e-6), f"{prefix}/{key}"
+    # The transfer series runs on across its stages: head epochs, then the chosen fine-tuning.
+    stages = [e["stage"] for e in history["epochs"]]
+    assert model != "transfer" or (stages[0], stages[-1]) == ("head", "fine_tune")
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_test_and_validation_metrics_are_the_reported_ones(demo_project, demo_run, model):
+    _, _, run = demo_run
+    comparison = pd.read_csv(latest(demo_project, "data/08_reporting/model_comparison.csv")).set_index("model")
+    validation = json.loads(latest(demo_project, f"data/07_model_output/{model}_validation_metrics.json").read_text())
+    metrics = run.data.metrics
+    assert metrics[f"{model}/test/accuracy"] == pytest.approx(comparison.loc[model, "test_accuracy"], abs=1e-12)
+    assert metrics[f"{model}/test/loss"] == pytest.approx(comparison.loc[model, "test_loss"], rel=1e-9)
+    assert metrics[f"{model}/validation/accuracy"] == pytest.approx(validation["val_accuracy"], abs=1e-12)
+    assert metrics[f"{model}/params_total"] == comparison.loc[model, "params_total"]
+
+
+def test_report_plots_and_tables_are_artifacts_as_saved(demo_project, demo_run, tmp_path):
+    client, _, run = demo_run
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "reporting")}
+    written = {f"reporting/{path.name}" for path in (demo_project / "data/08_reporting").iterdir()}
+    assert written <= logged  # every reporting file of the run: report, plots, tables
+    assert {"reporting/comparison_report.md", "reporting/comparison_report.html",
+            "reporting/transfer_confusion_matrix.png", "reporting/cnn_training_curves.png"} <= logged
+    history = {a.path for a in client.list_artifacts(run.info.run_id, "model_output")}
+    assert {"model_output/transfer_history.json", "model_output/cnn_history.json"} <= history
+    for name in ("comparison_report.md", "transfer_confusion_matrix.png"):
+        downloaded = client.download_artifacts(run.info.run_id, f"reporting/{name}", str(tmp_path))
+        assert open(downloaded, "rb").read() == latest(demo_project, f"data/08_reporting/{name}").read_bytes()
+
+
+def test_both_models_are_logged_and_predict_like_the_versioned_files(demo_project, demo_run):
+    import keras
+
+    client, experiment, run = demo_run
+    logged = {m.name: m for m in client.search_logged_models([experiment.experiment_id])}
+    assert set(logged) == {"transfer_model", "cnn_model"}
+    with np.load(latest(demo_project, "data/05_model_input/test_split.npz")) as split:
+        images = split["images"][:64]
+    for model in MODELS:
+        assert logged[f"{model}_model"].source_run_id == run.info.run_id
+        tracked = mlflow.keras.load_model(f"models:/{logged[f'{model}_model'].model_id}")
+        versioned = keras.saving.load_model(latest(demo_project, f"data/06_models/{model}_model.keras"), safe_mode=True)
+        np.testing.assert_allclose(tracked.predict(images, verbose=0), versioned.predict(images, verbose=0), atol=1e-6)
+
+
+def test_a_bad_parameter_stops_before_any_mlflow_run(project):
+    from kedro.validation import ParameterValidationError
+
+    uri = tracking_uri(project)
+    with environment(MLFLOW_TRACKING_URI=uri), pytest.raises(ParameterValidationError):
+        run_session(project, "demo", {"cnn_training": {"epochs": 1}}, pipeline_names=["cnn_training"])
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is None  # the check runs before kedro-mlflow sets anything up
