@@ -7,6 +7,10 @@ from pathlib import Path
 
 import click
 
+# `cifar-kedro` / `python -m cifar_kedro` (the packaged project, see __main__.py) run Kedro's
+# own `run` command: Kedro looks for it here as soon as the project has a cli.py.
+from kedro.framework.cli.project import run  # noqa: F401
+
 MODELS = ("transfer", "cnn")
 
 
