@@ -114,3 +114,24 @@ def test_a_bad_parameter_stops_before_any_mlflow_run(project):
     client = mlflow.MlflowClient(uri)
     experiment = client.get_experiment_by_name(EXPERIMENT)
     assert experiment is None  # the check runs before kedro-mlflow sets anything up
+
+
+def test_sessions_in_one_process_get_runs_of_their_own_even_after_an_interrupted_one(project, monkeypatch):
+    from cifar_kedro.pipelines.data_processing import nodes
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C: Kedro calls no on_pipeline_error hook for it
+
+    uri = tracking_uri(project)
+    with environment(MLFLOW_TRACKING_URI=uri):
+        run_session(project, "demo", pipeline_names=["data_processing"])
+        with monkeypatch.context() as patch:
+            patch.setattr(nodes.assemble_splits, "__code__", interrupted.__code__)
+            with pytest.raises(KeyboardInterrupt):
+                run_session(project, "demo", pipeline_names=["data_processing"])
+        run_session(project, "demo", {"data_processing": {"seed": 1}}, pipeline_names=["data_processing"])
+    assert mlflow.active_run() is None
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id], order_by=["start_time ASC"])
+    assert [run.info.status for run in runs] == ["FINISHED", "KILLED", "FINISHED"]
+    assert [run.data.params["data_processing.seed"] for run in runs] == ["42", "42", "1"]

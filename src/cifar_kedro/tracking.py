@@ -36,6 +36,7 @@ try:  # the optional extra
         warnings.filterwarnings("ignore", message="Add type hints", category=UserWarning)
         import mlflow
         from kedro_mlflow.framework.hooks import MlflowHook as _PluginHook
+        from mlflow.entities import RunStatus
 except ImportError:  # pragma: no cover - exercised by the test that hides the extra
     mlflow = _PluginHook = None
 
@@ -59,7 +60,18 @@ if _PluginHook is not None:
 
     class MlflowParamsHook(_PluginHook):
         """kedro-mlflow's hook, fed plain dicts: Kedro's parameter validation hands the nodes
-        Pydantic objects, which the plugin would log as one long string instead of flattening."""
+        Pydantic objects, which the plugin would log as one long string instead of flattening.
+
+        It also closes, as killed, a run it started that no hook closed — a pipeline interrupted
+        by Ctrl-C reaches no ``on_pipeline_error`` — so that the next session in the same process
+        (a notebook, a test) gets a run of its own instead of logging into the stale one.
+        """
+
+        @hook_impl
+        def after_context_created(self, context):
+            while (active := mlflow.active_run()) is not None and active.info.run_id == self.run_id:
+                mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+            super().after_context_created(context)
 
         @hook_impl
         def before_node_run(self, node, catalog, inputs, is_async):
