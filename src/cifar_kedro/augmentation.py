@@ -54,4 +54,11 @@ def build_augmentation(config: Augmentation | None, seed: int | None = None) -> 
         steps.append(RandomCutout(config.cutout, seed=seed, name="cutout"))
     if not steps:
         return layers.Identity(name=LAYER_NAME)
-    return keras.Sequential(steps, name=LAYER_NAME)
+    layer = keras.Sequential(steps, name=LAYER_NAME)
+    if keras.config.backend() == "jax":
+        # Keras marks RandomRotation and RandomTranslation `supports_jit = False` (for TensorFlow's
+        # sake), which makes the whole train step run op by op. On JAX they trace; an eager step is
+        # slow, and under keras.distribution.DataParallel it deadlocks XLA's CPU collectives.
+        for step in (layer, *steps):
+            step.supports_jit = True
+    return layer
