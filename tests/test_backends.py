@@ -1,12 +1,11 @@
 """The model and training path on JAX, on a machine without TensorFlow (many GPU boxes) — and
-without the optional `mlflow` extra."""
+without the optional `mlflow` extra — data-parallel over two (virtual CPU) devices."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -15,43 +14,23 @@ import pytest
 import cifar_kedro.layers  # noqa: F401  (registers the custom layers, as KerasModelDataset does)
 
 from tests.conftest import versions
-
-BLOCK_TENSORFLOW_AND_MLFLOW = textwrap.dedent('''
-    import importlib.metadata
-    import sys
-
-    HIDDEN = ("tensorflow", "mlflow", "kedro_mlflow")
-
-    class NotInstalled:
-        """Makes `import tensorflow` (and MLflow, kedro-mlflow) fail, as where it is not installed."""
-
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in HIDDEN:
-                raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
-            return None
-
-    sys.meta_path.insert(0, NotInstalled())
-
-    # Nor does kedro-mlflow's distribution exist: no plugin entry points (hooks, `kedro mlflow`).
-    _distributions = importlib.metadata.distributions
-    importlib.metadata.distributions = lambda **kw: (
-        d for d in _distributions(**kw) if d.metadata["Name"].replace("-", "_").lower() != "kedro_mlflow")
-''')
+from tests.hidden_packages import write_blocker
 
 FAST = ",".join([
     "transfer_training.head_epochs=1", "transfer_training.fine_tune_epochs=1",
     "cnn_training.resnet9.epochs=1",
+    "transfer_training.distribution=data_parallel", "cnn_training.distribution=data_parallel",
 ])
 
 
-def test_demo_training_runs_on_jax_without_tensorflow_or_mlflow(project):
+def test_demo_training_runs_data_parallel_on_jax_without_tensorflow_or_mlflow(project):
     pytest.importorskip("jax")
-    blocker = project / "no_tensorflow"
-    blocker.mkdir()
-    (blocker / "sitecustomize.py").write_text(BLOCK_TENSORFLOW_AND_MLFLOW)
+    # TensorFlow, MLflow and kedro-mlflow as if not installed (no plugin entry points either).
+    blocker = write_blocker(project / "no_tensorflow", ("tensorflow", "mlflow", "kedro_mlflow"), ("kedro_mlflow",))
     store = project / "mlflow.db"
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(blocker), "DO_NOT_TRACK": "1",
-           "KEDRO_DISABLE_TELEMETRY": "true", "MLFLOW_TRACKING_URI": f"sqlite:///{store}"}
+           "KEDRO_DISABLE_TELEMETRY": "true", "MLFLOW_TRACKING_URI": f"sqlite:///{store}",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "COLUMNS": "200"}
     for module in ("tensorflow", "mlflow"):
         probe = subprocess.run([sys.executable, "-c", f"import {module}"], env=env, capture_output=True, text=True)
         assert probe.returncode != 0 and "blocked by the test" in probe.stderr  # the blocker works
@@ -62,6 +41,7 @@ def test_demo_training_runs_on_jax_without_tensorflow_or_mlflow(project):
                "--pipelines", "data_processing,transfer_training,cnn_training", "--params", FAST]
     result = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (result.stdout + result.stderr).count("Data-parallel training on 2 devices: cpu:0, cpu:1") == 2
     for name in ("transfer", "cnn"):
         assert len(versions(project, f"data/06_models/{name}_model.keras")) == 1
         assert len(versions(project, f"data/07_model_output/{name}_validation_metrics.json")) == 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 Rate = Annotated[float, Field(ge=0.0)]
@@ -117,3 +117,19 @@ class Augmentation(Params):
 
 MixedPrecision = Literal["float32", "mixed_float16", "mixed_bfloat16"] | None
 JitCompile = bool | Literal["auto"]
+
+
+def _distribution_runs_here(value: str) -> str:
+    import keras
+
+    if value != "none" and keras.config.backend() != "jax":
+        raise ValueError(
+            f"distribution: {value} runs on the JAX backend (Keras' distribution API), and this run's Keras "
+            f"backend is {keras.config.backend()}: start the run with KERAS_BACKEND=jax, or set distribution: none"
+        )
+    return value
+
+
+# ``data_parallel``: every device available (keras.distribution.list_devices()) holds a copy of
+# the weights and takes an equal share of each batch; ``batch_size`` stays the global batch.
+Distribution = Annotated[Literal["none", "data_parallel"], AfterValidator(_distribution_runs_here)]

@@ -31,7 +31,15 @@ import numpy as np
 from cifar_kedro import augmentation as augmentation_module
 from cifar_kedro.datasets import atomic_path
 from cifar_kedro.layers import AlternatingFlip, PiecewiseLinearSchedule
-from cifar_kedro.schemas import Augmentation, LearningRate, Lookahead, MixedPrecision, OptimizerOptions, Schedule
+from cifar_kedro.schemas import (
+    Augmentation,
+    Distribution,
+    LearningRate,
+    Lookahead,
+    MixedPrecision,
+    OptimizerOptions,
+    Schedule,
+)
 from cifar_kedro.splits import Split
 
 logger = logging.getLogger(__name__)
@@ -42,10 +50,29 @@ class TrainingDivergedError(FloatingPointError):
 
 
 # ---------------------------------------------------------------------------- set-up
-def configure(*, seed: int, mixed_precision: MixedPrecision = None) -> None:
-    """Seed every random generator and set the global dtype policy; call before building a model."""
+def configure(*, seed: int, mixed_precision: MixedPrecision = None, distribution: Distribution = "none") -> None:
+    """Seed every random generator, set the global dtype policy and how training is spread over
+    devices; call before building a model (its variables are laid out on the devices then).
+
+    ``distribution: data_parallel`` is Keras' ``DataParallel`` over every device
+    ``keras.distribution.list_devices()`` finds: each holds a copy of the weights and takes an
+    equal share of every batch, gradients are summed across them, so ``batch_size`` is the global
+    batch and the learning rates stay as they are.
+    """
     keras.utils.set_random_seed(seed)
     keras.mixed_precision.set_global_policy(mixed_precision or "float32")
+    strategy = None
+    if distribution == "data_parallel":
+        devices = keras.distribution.list_devices()
+        strategy = keras.distribution.DataParallel(devices=devices)
+        logger.info("Data-parallel training on %d devices: %s.", len(devices), ", ".join(devices))
+    keras.distribution.set_distribution(strategy)
+
+
+def devices_per_batch() -> int:
+    """How many devices share each batch (1 without a distribution)."""
+    strategy = keras.distribution.distribution()
+    return 1 if strategy is None else int(np.prod(strategy.device_mesh.shape))
 
 
 def learning_rate_schedule(rate: LearningRate, total_steps: int) -> float | PiecewiseLinearSchedule:
@@ -338,6 +365,14 @@ def fit(
     ``checkpoint_dir`` the stage resumes after an interruption and is skipped once finished.
     """
     (x_train, y_train), (x_val, y_val) = train, validation
+    devices = devices_per_batch()
+    if batch_size % devices:
+        raise ValueError(f"Stage '{stage}': batch_size {batch_size} does not split evenly over the {devices} devices "
+                         f"of distribution: data_parallel; set the stage's batch_size to a multiple of {devices}.")
+    if len(x_train) % devices:  # so that the last, partial batch splits evenly too
+        logger.info("Stage '%s': %d of %d training images left out, to share every batch between %d devices.",
+                    stage, len(x_train) % devices, len(x_train), devices)
+        x_train, y_train = x_train[: len(x_train) - len(x_train) % devices], y_train[: len(y_train) - len(y_train) % devices]
     num_classes = model.output_shape[-1]
     total_steps = epochs * math.ceil(len(x_train) / batch_size)
     trainer = with_augmentation(model, augmentation, seed)
@@ -363,7 +398,7 @@ def fit(
     trainer.fit(
         x_train,
         one_hot(y_train, num_classes),
-        validation_data=(x_val, one_hot(y_val, num_classes)),
+        validation_data=_padded_to(devices, x_val, one_hot(y_val, num_classes)),
         epochs=epochs,
         batch_size=batch_size,
         shuffle=True,
@@ -404,8 +439,25 @@ def _write_json_atomic(path: Path, data: Any) -> None:
 
 # ---------------------------------------------------------------------------- evaluation
 def predict(model: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """Class probabilities as a float32 array."""
-    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype="float32")
+    """The model's outputs (class probabilities) for every image, as a float32 array. Under
+    ``distribution: data_parallel`` the images are padded to split evenly over the devices and
+    the padding's outputs dropped."""
+    padded, _, _ = _padded_to(devices_per_batch(), images)
+    outputs = model.predict(padded, batch_size=batch_size, verbose=0)
+    return np.asarray(outputs, dtype="float32")[: len(images)]
+
+
+def _padded_to(devices: int, x: np.ndarray, y: np.ndarray | None = None):
+    """``(x, y, sample_weight)`` with copies of the first row appended, weighted 0, until every
+    batch splits evenly over ``devices``: accuracy counts the real rows only (the loss divides by
+    the padded count, < ``devices`` rows more). Unchanged, weight ``None``, where nothing is needed."""
+    extra = -len(x) % devices
+    if not extra:
+        return x, y, None
+    weight = np.concatenate([np.ones(len(x), "float32"), np.zeros(extra, "float32")])
+    x = np.concatenate([x, np.repeat(x[:1], extra, axis=0)])
+    y = None if y is None else np.concatenate([y, np.repeat(y[:1], extra, axis=0)])
+    return x, y, weight
 
 
 def evaluate(model: keras.Model, split: Split, batch_size: int) -> dict[str, float]:

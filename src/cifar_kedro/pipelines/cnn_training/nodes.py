@@ -43,7 +43,8 @@ def input_statistics(train: Split, params: CNNTrainingParams) -> dict[str, np.nd
 
 def build_model(class_names: list[str], statistics: dict[str, np.ndarray], params: CNNTrainingParams) -> keras.Model:
     """The chosen architecture's network (``params.architecture``), on uint8 images."""
-    training.configure(seed=params.seed, mixed_precision=params.mixed_precision)
+    training.configure(seed=params.seed, mixed_precision=params.mixed_precision,
+                       distribution=params.distribution)
     network = params.recipe.network.model_dump(exclude={"whitening"})
     common = {"num_classes": len(class_names), "input_shape": tuple(int(n) for n in statistics["image_shape"])}
     normalization = {"channel_mean": statistics["channel_mean"], "channel_std": statistics["channel_std"]}

@@ -12,6 +12,7 @@ from pydantic import Field
 from cifar_kedro.schemas import (
     Augmentation,
     Fraction,
+    Distribution,
     JitCompile,
     Lookahead,
     MixedPrecision,
@@ -85,6 +86,7 @@ class CNNTrainingParams(Params):
     eval_batch_size: PositiveInt
     mixed_precision: MixedPrecision = None
     jit_compile: JitCompile = "auto"
+    distribution: Distribution = "none"
     checkpoint_dir: str | None = None  # per-epoch checkpoints of an unfinished run
 
     @property

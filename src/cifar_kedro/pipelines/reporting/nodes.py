@@ -28,6 +28,7 @@ from sklearn.metrics import (
     log_loss,
 )
 
+from cifar_kedro import training
 from cifar_kedro.splits import split_sha256
 
 from .schema import ReportingParams
@@ -71,13 +72,12 @@ def predict_test_split(model: Any, test_split: dict[str, np.ndarray], params: Re
     if n_images > batch_size and n_images % batch_size:
         warm_up.append(images[-(n_images % batch_size):])
     for batch in warm_up:
-        model.predict(batch, batch_size=batch_size, verbose=0)
+        training.predict(model, batch, batch_size)
 
     start = time.perf_counter()
-    probabilities = model.predict(images, batch_size=batch_size, verbose=0)
+    probabilities = training.predict(model, images, batch_size)
     seconds = time.perf_counter() - start
 
-    probabilities = np.asarray(probabilities, dtype="float32")
     return {
         "probabilities": probabilities,
         "predictions": probabilities.argmax(axis=1).astype("int64"),

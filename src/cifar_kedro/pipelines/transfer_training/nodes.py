@@ -31,7 +31,8 @@ def build_model(train: Split, class_names: list[str], params: TransferTrainingPa
     A randomly initialised base (``weights: none``) gets its BatchNormalization statistics from
     ``batchnorm_calibration_images`` training images (see ``models.calibrate_batchnorm``).
     """
-    training.configure(seed=params.seed, mixed_precision=params.mixed_precision)
+    training.configure(seed=params.seed, mixed_precision=params.mixed_precision,
+                       distribution=params.distribution)
     model = models.build_transfer_model(
         num_classes=len(class_names),
         input_shape=train["images"].shape[1:],

@@ -9,6 +9,7 @@ from pydantic import Field
 from cifar_kedro.schemas import (
     Augmentation,
     Fraction,
+    Distribution,
     JitCompile,
     LearningRate,
     MixedPrecision,
@@ -57,4 +58,5 @@ class TransferTrainingParams(Params):
     eval_batch_size: PositiveInt
     mixed_precision: MixedPrecision = None
     jit_compile: JitCompile = "auto"
+    distribution: Distribution = "none"
     checkpoint_dir: str | None = None  # per-epoch checkpoints of an unfinished run
