@@ -36,7 +36,7 @@ def make_project(path: Path) -> Path:
     return path
 
 
-def kedro_run(project: Path, args: list[str], log_name: str = "kedro-run.log") -> dict:
+def kedro_run(project: Path, args: list[str], log_name: str = "kedro-run.log", extra_env: dict | None = None) -> dict:
     """``kedro run ARGS`` as a subprocess in ``project``: wall seconds of the whole command, peak
     resident memory (``/usr/bin/time -v`` where it exists, else the child's rusage from
     ``os.wait4``), and the runner's own "completed successfully in X sec". Exits on failure."""
@@ -45,7 +45,7 @@ def kedro_run(project: Path, args: list[str], log_name: str = "kedro-run.log") -
     if os.path.exists(TIME_BINARY):
         command = [TIME_BINARY, "-v", "-o", str(time_report), *command]
     log_path = project / log_name
-    env = {**os.environ, **RUN_ENV}
+    env = {**os.environ, **RUN_ENV, **(extra_env or {})}
     with open(log_path, "w") as log:
         start = time.perf_counter()
         process = subprocess.Popen(command, cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT)
