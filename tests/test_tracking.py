@@ -4,12 +4,13 @@ local SQLite tracking store — its parameters, per-epoch and test metrics, arti
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import environment, run_session, tracking_uri, versions
+from tests.conftest import environment, run_session, tracking_uri
 
 mlflow = pytest.importorskip("mlflow", reason="experiment tracking is the `mlflow` extra: pip install -e '.[mlflow]'")
 pytest.importorskip("kedro_mlflow", reason="experiment tracking is the `mlflow` extra: pip install -e '.[mlflow]'")
@@ -18,8 +19,9 @@ MODELS = ("transfer", "cnn")
 EXPERIMENT = "cifar-kedro"
 
 
-def latest(project, relative):
-    return versions(project, relative)[-1]
+def of_run(project, run, relative):
+    """The version of a versioned file that ``run`` wrote (other tests add versions of their own)."""
+    return project / relative / run.data.tags["run_id"] / Path(relative).name
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,7 @@ def test_the_run_records_the_kedro_run_and_its_flattened_parameters(demo_project
     _, _, run = demo_run
     assert run.info.status == "FINISHED"
     # Kedro's session id is the save version every output of the run carries.
-    assert run.data.tags["run_id"] == latest(demo_project, "data/08_reporting/model_comparison.csv").parent.name
+    assert of_run(demo_project, run, "data/08_reporting/model_comparison.csv").exists()
     assert run.data.tags["env"] == "demo"
     params = run.data.params
     # Values as the demo environment merged them over base (soft merge), one key per leaf.
@@ -50,7 +52,7 @@ def test_the_run_records_the_kedro_run_and_its_flattened_parameters(demo_project
 @pytest.mark.parametrize("model", MODELS)
 def test_every_epoch_of_every_stage_is_a_metric_step(demo_project, demo_run, model):
     client, _, run = demo_run
-    history = json.loads(latest(demo_project, f"data/07_model_output/{model}_history.json").read_text())
+    history = json.loads(of_run(demo_project, run, f"data/07_model_output/{model}_history.json").read_text())
     series = [(model, history["epochs"])]
     series += [(f"{model}/{experiment['name']}", experiment["epochs"]) for experiment in history["experiments"]]
     assert len(series) == (2 if model == "transfer" else 1)  # the demo has one fine-tuning experiment
@@ -67,8 +69,8 @@ def test_every_epoch_of_every_stage_is_a_metric_step(demo_project, demo_run, mod
 @pytest.mark.parametrize("model", MODELS)
 def test_test_and_validation_metrics_are_the_reported_ones(demo_project, demo_run, model):
     _, _, run = demo_run
-    comparison = pd.read_csv(latest(demo_project, "data/08_reporting/model_comparison.csv")).set_index("model")
-    validation = json.loads(latest(demo_project, f"data/07_model_output/{model}_validation_metrics.json").read_text())
+    comparison = pd.read_csv(of_run(demo_project, run, "data/08_reporting/model_comparison.csv")).set_index("model")
+    validation = json.loads(of_run(demo_project, run, f"data/07_model_output/{model}_validation_metrics.json").read_text())
     metrics = run.data.metrics
     assert metrics[f"{model}/test/accuracy"] == pytest.approx(comparison.loc[model, "test_accuracy"], abs=1e-12)
     assert metrics[f"{model}/test/loss"] == pytest.approx(comparison.loc[model, "test_loss"], rel=1e-9)
@@ -79,15 +81,16 @@ def test_test_and_validation_metrics_are_the_reported_ones(demo_project, demo_ru
 def test_report_plots_and_tables_are_artifacts_as_saved(demo_project, demo_run, tmp_path):
     client, _, run = demo_run
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "reporting")}
-    written = {f"reporting/{path.name}" for path in (demo_project / "data/08_reporting").iterdir()}
-    assert written <= logged  # every reporting file of the run: report, plots, tables
+    stamp = run.data.tags["run_id"]  # the version of this run's files (other tests add runs of their own)
+    written = {f"reporting/{path.name}" for path in (demo_project / "data/08_reporting").glob(f"*/{stamp}/*")}
+    assert written and written <= logged  # every reporting file of the run: report, plots, tables
     assert {"reporting/comparison_report.md", "reporting/comparison_report.html",
             "reporting/transfer_confusion_matrix.png", "reporting/cnn_training_curves.png"} <= logged
     history = {a.path for a in client.list_artifacts(run.info.run_id, "model_output")}
     assert {"model_output/transfer_history.json", "model_output/cnn_history.json"} <= history
     for name in ("comparison_report.md", "transfer_confusion_matrix.png"):
         downloaded = client.download_artifacts(run.info.run_id, f"reporting/{name}", str(tmp_path))
-        assert open(downloaded, "rb").read() == latest(demo_project, f"data/08_reporting/{name}").read_bytes()
+        assert open(downloaded, "rb").read() == of_run(demo_project, run, f"data/08_reporting/{name}").read_bytes()
 
 
 def test_both_models_are_logged_and_predict_like_the_versioned_files(demo_project, demo_run):
@@ -96,12 +99,13 @@ def test_both_models_are_logged_and_predict_like_the_versioned_files(demo_projec
     client, experiment, run = demo_run
     logged = {m.name: m for m in client.search_logged_models([experiment.experiment_id])}
     assert set(logged) == {"transfer_model", "cnn_model"}
-    with np.load(latest(demo_project, "data/05_model_input/test_split.npz")) as split:
+    with np.load(of_run(demo_project, run, "data/05_model_input/test_split.npz")) as split:
         images = split["images"][:64]
     for model in MODELS:
         assert logged[f"{model}_model"].source_run_id == run.info.run_id
-        tracked = mlflow.keras.load_model(f"models:/{logged[f'{model}_model'].model_id}")
-        versioned = keras.saving.load_model(latest(demo_project, f"data/06_models/{model}_model.keras"), safe_mode=True)
+        # From the store's own location (the process's current tracking URI may be another test's).
+        tracked = mlflow.keras.load_model(logged[f"{model}_model"].artifact_location)
+        versioned = keras.saving.load_model(of_run(demo_project, run, f"data/06_models/{model}_model.keras"), safe_mode=True)
         np.testing.assert_allclose(tracked.predict(images, verbose=0), versioned.predict(images, verbose=0), atol=1e-6)
 
 
