@@ -18,25 +18,20 @@ Without kedro-mlflow installed ``hooks()`` is empty and runs are exactly as befo
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 import tempfile
-import warnings
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
 from pydantic import BaseModel
 
-logger = logging.getLogger(__name__)
 
 try:  # the optional extra
-    with warnings.catch_warnings():  # MLflow's advice on pyfunc type hints, about a class kedro-mlflow imports
-        warnings.filterwarnings("ignore", message="Add type hints", category=UserWarning)
-        import mlflow
-        from kedro_mlflow.framework.hooks import MlflowHook as _PluginHook
-        from mlflow.entities import RunStatus
+    import mlflow
+    from kedro_mlflow.framework.hooks import MlflowHook as _PluginHook
+    from mlflow.entities import RunStatus
 except ImportError:  # pragma: no cover - exercised by the test that hides the extra
     mlflow = _PluginHook = None
 
