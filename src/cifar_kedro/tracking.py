@@ -27,6 +27,9 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 from pydantic import BaseModel
 
+from cifar_kedro.datasets import filesystem
+from cifar_kedro.hooks import FINAL_MODELS
+
 
 try:  # the optional extra
     import mlflow
@@ -37,7 +40,6 @@ except ImportError:  # pragma: no cover - exercised by the test that hides the e
 
 HISTORY = re.compile(r"^(?P<model>\w+)_history$")
 SCALARS = re.compile(r"^(?P<model>\w+)_(?P<split>validation|test)_metrics$")
-MODEL = re.compile(r"^(?P<model>\w+)_model$")
 ARTIFACT_LAYERS = ("model_output", "reporting")
 EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "images_per_second", "seconds")
 MODEL_REQUIREMENTS = ("keras", "numpy")
@@ -96,8 +98,8 @@ class RunArtifacts:
             log_history(match["model"], data)
         elif match := SCALARS.match(dataset_name):
             log_scalars(f"{match['model']}/{match['split']}", data)
-        if match := MODEL.match(dataset_name):
-            log_model(match["model"], data)
+        if dataset_name in FINAL_MODELS:
+            log_model(dataset_name, data)
         else:
             self._log_file(config)
 
@@ -109,9 +111,7 @@ class RunArtifacts:
         path = config["filepath"]
         if config.get("versioned"):
             path = f"{path}/{self._save_version}/{PurePosixPath(path).name}"
-        import fsspec
-
-        fs, fs_path = fsspec.core.url_to_fs(path, **(config.get("credentials") or {}))
+        _, fs_path, fs = filesystem(path, config.get("credentials"), config.get("fs_args"))
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / PurePosixPath(fs_path).name
             fs.get(fs_path, str(local))
@@ -124,7 +124,7 @@ def log_model(name: str, model) -> None:
     from importlib.metadata import version
 
     requirements = [f"{package}=={version(package)}" for package in MODEL_REQUIREMENTS]
-    mlflow.keras.log_model(model, name=f"{name}_model", pip_requirements=requirements)
+    mlflow.keras.log_model(model, name=name, pip_requirements=requirements)
 
 
 def log_history(model: str, history: dict[str, Any]) -> None:
