@@ -94,6 +94,17 @@ def test_per_variable_learning_rates_and_a_bias_that_trains_for_two_epochs():
     assert not np.array_equal(snapshots[3]["classifier/kernel"], snapshots[1]["classifier/kernel"])
 
 
+def test_a_pattern_matching_no_variable_stops_with_the_pattern_named():
+    x = RNG.normal(size=(16, 8, 8, 3)).astype("float32")
+    y = RNG.integers(0, 3, 16)
+    for options in (OptimizerOptions(name="sgd", lr_scales={"beta": 2.0, "gamma_typo": 0.5}),
+                    OptimizerOptions(name="adam", trains_for_epochs={"whitten/bias": 1})):
+        typo = [*options.lr_scales, *options.trains_for_epochs][-1]
+        with pytest.raises(ValueError, match=f"'{typo}'.*match no trainable variable"):
+            training.fit(tiny_conv_model(), (x, y), (x, y), stage="typo", epochs=1, batch_size=8, optimizer=options,
+                         learning_rate=0.1)
+
+
 def test_lookahead_ends_on_the_average_of_the_weights():
     x = RNG.normal(size=(32, 8, 8, 3)).astype("float32")
     y = RNG.integers(0, 3, 32)
@@ -103,7 +114,7 @@ def test_lookahead_ends_on_the_average_of_the_weights():
     class Capture(training.LookaheadEMA):
         def on_train_end(self, logs=None):
             super().on_train_end(logs)
-            averaged.update({v.path: a.copy() for v, a in zip(self.variables, self.average)})
+            averaged.update({v.path: a.copy() for v, a in zip(training._float_weights(self.model), self.average)})
 
     # Lookahead through fit is covered by the airbench test below; here its last step directly.
     training.fit(model, (x, y), (x, y), stage="ema", epochs=2, batch_size=8, optimizer=OptimizerOptions(name="sgd"),

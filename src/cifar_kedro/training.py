@@ -85,17 +85,33 @@ def learning_rate_schedule(rate: LearningRate, total_steps: int) -> float | Piec
 
 class ScaledLearningRates:
     """Mixin for a Keras optimizer: per-variable learning-rate multipliers, matched by a substring
-    of the variable's path. The multipliers are variables, so a callback can change one mid-fit
-    (``StopTraining``) without retracing the train step."""
+    of the variable's path.
+
+    Each multiplier is one of the optimizer's own variables (``add_variable``), so it is part of
+    the optimizer state that a compiled, stateless train step (JAX) carries in and out, and a
+    callback can change it between epochs (``StopTraining``) without retracing the step. A
+    multiplier of 0 freezes its variables outright. A pattern that matches no trainable variable
+    is an error: a typo must not silently train everything at the base rate.
+    """
 
     def __init__(self, *args, lr_scales: dict[str, float], **kwargs):
         super().__init__(*args, **kwargs)
-        self.lr_scales = {pattern: keras.Variable(float(scale), dtype="float32", trainable=False,
-                                                  name=f"lr_scale_{index}")
-                          for index, (pattern, scale) in enumerate(lr_scales.items())}
+        self.lr_scales = {
+            pattern: self.add_variable((), initializer=keras.initializers.Constant(float(scale)), dtype="float32",
+                                       name=f"lr_scale_{index}")
+            for index, (pattern, scale) in enumerate(lr_scales.items())
+        }
 
     def build(self, variables):
         super().build(variables)
+        unmatched = [pattern for pattern in self.lr_scales if not any(pattern in v.path for v in variables)]
+        if unmatched:
+            examples = ", ".join(f"'{v.path}'" for v in variables[:4])
+            raise ValueError(
+                f"optimizer.lr_scales / trains_for_epochs: the pattern(s) {unmatched} match no trainable variable "
+                f"of the model (its {len(variables)} variable paths read like {examples}, …). Fix the pattern in the "
+                "training pipeline's parameters, or remove it."
+            )
         self._scale_of = [next((scale for pattern, scale in self.lr_scales.items() if pattern in v.path), None)
                           for v in variables]
 
@@ -103,13 +119,31 @@ class ScaledLearningRates:
         scale = self._scale_of[self._get_variable_index(variable)]  # the backend may pass its own variable
         if scale is None:
             return super().update_step(gradient, variable, learning_rate)
-        before = keras.ops.copy(variable)
+        before = keras.ops.copy(variable)  # a copy: TensorFlow would otherwise read the variable after the update
         super().update_step(gradient, variable, learning_rate * keras.ops.cast(scale, keras.ops.dtype(learning_rate)))
         # A multiplier of 0 freezes the variable outright: momentum would otherwise still move it.
-        self.assign(variable, keras.ops.where(scale > 0, variable, before))
+        after = keras.ops.convert_to_tensor(variable)
+        self.assign(variable, keras.ops.where(keras.ops.convert_to_tensor(scale) > 0, after, before))
 
 
-OPTIMIZERS = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW}
+class ScaledSGD(ScaledLearningRates, keras.optimizers.SGD):
+    pass
+
+
+class ScaledAdam(ScaledLearningRates, keras.optimizers.Adam):
+    pass
+
+
+class ScaledAdamW(ScaledLearningRates, keras.optimizers.AdamW):
+    pass
+
+
+# name → (plain optimizer, the same with per-variable learning-rate multipliers)
+OPTIMIZERS = {
+    "sgd": (keras.optimizers.SGD, ScaledSGD),
+    "adam": (keras.optimizers.Adam, ScaledAdam),
+    "adamw": (keras.optimizers.AdamW, ScaledAdamW),
+}
 
 
 def make_optimizer(options: OptimizerOptions, rate: LearningRate, total_steps: int) -> keras.optimizers.Optimizer:
@@ -119,12 +153,9 @@ def make_optimizer(options: OptimizerOptions, rate: LearningRate, total_steps: i
         kwargs["weight_decay"] = options.weight_decay
     if options.name == "sgd":
         kwargs |= {"momentum": options.momentum, "nesterov": options.nesterov}
-    cls = OPTIMIZERS[options.name]
+    plain, scaled = OPTIMIZERS[options.name]
     scales = {**options.lr_scales, **{pattern: 1.0 for pattern in options.trains_for_epochs}}
-    if scales:
-        cls = type(f"Scaled{cls.__name__}", (ScaledLearningRates, cls), {})
-        kwargs["lr_scales"] = scales
-    optimizer = cls(**kwargs)
+    optimizer = scaled(lr_scales=scales, **kwargs) if scales else plain(**kwargs)
     if options.trains_for_epochs:
         optimizer.exclude_from_weight_decay(var_names=list(options.trains_for_epochs))
     return optimizer
@@ -316,8 +347,7 @@ class LookaheadEMA(keras.callbacks.Callback):
         self.config = config
 
     def on_train_begin(self, logs=None):
-        self.variables = [v for v in self.model.weights if "float" in str(v.dtype)]
-        self.average = [keras.ops.convert_to_numpy(v) for v in self.variables]
+        self.average = [keras.ops.convert_to_numpy(v) for v in _float_weights(self.model)]
         self.total = max(int(self.params.get("epochs") or 1) * int(self.params.get("steps") or 1), 1)
         self.step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
@@ -330,9 +360,14 @@ class LookaheadEMA(keras.callbacks.Callback):
         self._update(1.0)  # keep the average
 
     def _update(self, decay: float) -> None:
-        for variable, average in zip(self.variables, self.average):
+        # Through ``self.model``: on JAX that writes the train step's state back into the variables.
+        for variable, average in zip(_float_weights(self.model), self.average):
             average += (1.0 - decay) * (keras.ops.convert_to_numpy(variable) - average)
             variable.assign(average)
+
+
+def _float_weights(model: keras.Model) -> list[keras.Variable]:
+    return [v for v in model.weights if "float" in str(v.dtype)]
 
 
 # ---------------------------------------------------------------------------- fit
