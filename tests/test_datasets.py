@@ -43,7 +43,7 @@ def test_a_failed_save_leaves_no_file_behind(tmp_path, monkeypatch):
 
 def transfer_model():
     model = models.build_transfer_model(num_classes=10, image_size=32, weights="none", alpha=0.35)
-    models.calibrate_batchnorm(model, IMAGES)
+    models.calibrate_batchnorm(model, IMAGES, batch_size=len(IMAGES), include_frozen=True)
     return model
 
 

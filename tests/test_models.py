@@ -91,7 +91,7 @@ def test_batchnorm_statistics_unchanged_by_head_training_and_fine_tuning(tmp_pat
     images = rng.integers(0, 256, (96, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, 96)
     model = small_transfer_model()
-    models.calibrate_batchnorm(model, images)
+    models.calibrate_batchnorm(model, images, batch_size=len(images), include_frozen=True)
     before = batchnorm_state(model)
     fit = dict(epochs=1, batch_size=32, optimizer=OptimizerOptions(name="adam"), learning_rate=1e-2)
     training.fit(model, (images, labels), (images[:32], labels[:32]), stage="head", **fit)
@@ -110,7 +110,7 @@ def test_training_and_inference_agree_after_unfreezing():
     """The study's failure: with batch statistics in training, train and test outputs diverge."""
     images = np.random.default_rng(1).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
     model = small_transfer_model()
-    models.calibrate_batchnorm(model, images)
+    models.calibrate_batchnorm(model, images, batch_size=len(images), include_frozen=True)
     models.unfreeze_backbone(model, 0)
     np.testing.assert_allclose(
         np.asarray(model(images, training=True)), np.asarray(model(images, training=False)), atol=1e-6
@@ -124,7 +124,7 @@ def test_random_backbone_without_calibration_gives_every_image_the_same_features
     model = small_transfer_model()
     features = keras.Model(model.inputs, model.get_layer("pooling").output)
     spread_before = np.asarray(features.predict(images, verbose=0)).std(axis=0).mean()
-    models.calibrate_batchnorm(model, images)
+    models.calibrate_batchnorm(model, images, batch_size=len(images), include_frozen=True)
     spread_after = np.asarray(features.predict(images, verbose=0)).std(axis=0).mean()
     assert spread_after > 100 * spread_before
 
@@ -194,7 +194,7 @@ def test_translate_tta_weighs_the_original_pair_and_the_shifted_views_half_each(
 def test_fine_tuning_split_is_the_model_cut_at_a_block_boundary():
     model = small_transfer_model()
     images = np.random.default_rng(5).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
-    models.calibrate_batchnorm(model, images)
+    models.calibrate_batchnorm(model, images, batch_size=len(images), include_frozen=True)
     split = models.split_for_fine_tuning(model, 100)
     base = model.get_layer(models.BACKBONE)
     assert split.boundary == "block_10_project_BN"  # layer 100 is inside block 11, which adds block 10's output

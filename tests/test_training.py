@@ -208,3 +208,14 @@ def test_evaluate_is_plain_cross_entropy_and_accuracy():
     metrics = training.evaluate(model, {"images": x, "labels": y}, batch_size=16)
     assert metrics["accuracy"] == pytest.approx(np.mean(probabilities.argmax(1) == y))
     assert metrics["loss"] == pytest.approx(-np.mean(np.log(probabilities[np.arange(64), y])), rel=1e-5)
+
+
+def test_a_stage_that_ends_far_below_its_best_validation_warns(caplog):
+    history = [{"epoch": 1, "accuracy": 0.75, "val_accuracy": 0.75}, {"epoch": 2, "accuracy": 0.9, "val_accuracy": 0.72},
+               {"epoch": 3, "accuracy": 0.99, "val_accuracy": 0.5}]
+    with caplog.at_level("WARNING", logger="cifar_kedro.training"):
+        training.warn_if_validation_fell("train", history[:2])  # 3 points down: within the noise
+        assert not caplog.records
+        training.warn_if_validation_fell("train", history)
+    [record] = caplog.records
+    assert "ended at 50.0% validation accuracy, 25.0 points below its best (75.0% at epoch 1)" in record.getMessage()

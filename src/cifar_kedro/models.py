@@ -140,28 +140,43 @@ def unfreeze_backbone(model: keras.Model, fine_tune_at: int,
             layer.momentum = batchnorm_momentum
 
 
-def calibrate_batchnorm(model: keras.Model, images) -> None:
-    """Set the backbone's BatchNormalization moving statistics to those of ``images``.
+def calibrate_batchnorm(model: keras.Model, images: np.ndarray, *, batch_size: int, include_frozen: bool = False) -> None:
+    """Set the moving statistics of ``model``'s BatchNormalization layers to those of ``images``.
 
-    For ``weights: none`` only. A randomly initialised backbone run in inference mode normalizes
-    with mean 0 and variance 1, which lets the signal die out over its 50-odd layers: every image
-    then gives the same features and the head can only reach chance (10%). One forward pass in
-    training mode with momentum 0 writes each layer's real statistics, which makes the random
-    backbone a fair random-features baseline. Pretrained weights keep their own statistics.
+    "Precise BatchNorm" (Wu & Johnson, 2021): ``images`` go forward in training mode, batch by
+    batch, with momentum k/(k+1) at batch k, so each layer ends on the plain average of its batch
+    statistics under the current weights; nothing else changes. Moving statistics updated with a
+    fixed momentum (Keras' 0.99) lag behind the weights: after the few hundred steps of a small
+    data set they still lean on their start (mean 0, variance 1), and the model then classifies
+    every image alike at inference though it learnt in training (see ``training.fit``).
+
+    Only the layers that train are recalibrated. ``include_frozen`` takes the frozen ones too: a
+    randomly initialised backbone (``weights: none``), which in inference mode would normalize
+    with mean 0 and variance 1 and let the signal die out over its 50-odd layers.
     """
-    base = model.get_layer(BACKBONE)
-    x = model.get_layer("resize")(model.get_layer("preprocess")(images))
-    norms = [layer for layer in base.layers if isinstance(layer, layers.BatchNormalization)]
-    momenta, trainable = [bn.momentum for bn in norms], base.trainable
-    base.trainable = True  # a frozen BatchNormalization layer ignores training=True
-    for bn in norms:
-        bn.momentum = 0.0
+    norms = [layer for layer in all_layers(model) if isinstance(layer, layers.BatchNormalization)
+             and (include_frozen or layer.trainable)]
+    if not norms or not len(images):
+        return
+    usable = len(images) - len(images) % batch_size if len(images) >= batch_size else len(images)
+    saved = [(bn.momentum, bn.trainable) for bn in norms]
     try:
-        base(x, training=True)
+        for bn in norms:
+            bn.trainable = True  # a frozen BatchNormalization layer ignores training=True
+        for k, start in enumerate(range(0, usable, batch_size)):
+            for bn in norms:
+                bn.momentum = k / (k + 1)
+            model(images[start:start + batch_size], training=True)
     finally:
-        for bn, momentum in zip(norms, momenta):
-            bn.momentum = momentum
-        base.trainable = trainable
+        for bn, (momentum, trainable) in zip(norms, saved):
+            bn.momentum, bn.trainable = momentum, trainable
+
+
+def all_layers(model: keras.layers.Layer):
+    """Every layer of ``model``, nested models' layers included."""
+    for layer in getattr(model, "layers", []):
+        yield layer
+        yield from all_layers(layer)
 
 
 def mobilenet_v2_backbone(*, image_size: int, weights: str | None, alpha: float) -> keras.Model:
@@ -442,16 +457,3 @@ def _translate(images, step: int):
             parts = [crop(n, size)] + [crop(size - 1 - i, size - i) for i in range(1, n + 1)]
         images = layers.Concatenate(axis=axis)(parts)
     return images
-
-
-def find_layer(model: keras.Model, name: str) -> keras.layers.Layer:
-    """The layer called ``name`` in ``model`` or in a model nested in it (e.g. under flip TTA)."""
-    for layer in model.layers:
-        if layer.name == name:
-            return layer
-        if isinstance(layer, keras.Model):
-            try:
-                return find_layer(layer, name)
-            except ValueError:
-                pass
-    raise ValueError(f"Model '{model.name}' has no layer named '{name}'.")

@@ -31,6 +31,7 @@ import numpy as np
 from cifar_kedro import augmentation as augmentation_module
 from cifar_kedro.datasets import atomic_path
 from cifar_kedro.layers import AlternatingFlip, PiecewiseLinearSchedule
+from cifar_kedro.models import all_layers, calibrate_batchnorm
 from cifar_kedro.schemas import (
     Augmentation,
     Distribution,
@@ -366,6 +367,27 @@ class LookaheadEMA(keras.callbacks.Callback):
             variable.assign(average)
 
 
+class CalibrateBatchNorm(keras.callbacks.Callback):
+    """Before every validation and once the stage ends (after Lookahead's last average), the
+    trained network's BatchNormalization statistics are recalibrated on ``images``, un-augmented
+    training images (``models.calibrate_batchnorm``): the model validated, and the model
+    delivered, normalize with the statistics of their own weights."""
+
+    def __init__(self, network: keras.Model, images: np.ndarray, batch_size: int):
+        super().__init__()
+        self.network, self.images, self.batch_size = network, images, batch_size
+
+    def on_test_begin(self, logs=None):
+        self._calibrate()
+
+    def on_train_end(self, logs=None):
+        self._calibrate()
+
+    def _calibrate(self) -> None:
+        self.model  # noqa: B018 -- on JAX, Callback.model writes the train step's state into the variables
+        calibrate_batchnorm(self.network, self.images, batch_size=self.batch_size)
+
+
 def _float_weights(model: keras.Model) -> list[keras.Variable]:
     return [v for v in model.weights if "float" in str(v.dtype)]
 
@@ -388,13 +410,16 @@ def fit(
     seed: int | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     resume_key: Any = None,
+    batchnorm_calibration_images: int = 0,
     extra_callbacks: list[keras.callbacks.Callback] = (),
 ) -> list[dict[str, float]]:
     """Train ``model`` on ``train`` = (inputs, int labels), validating every epoch.
 
     ``augmentation`` runs in front of the model during training only (``with_augmentation``);
     ``learning_rate`` is a number or a ``Schedule`` over this stage's ``epochs``; ``lookahead``
-    keeps an average of the weights (``LookaheadEMA``). Returns one
+    keeps an average of the weights (``LookaheadEMA``); with ``batchnorm_calibration_images``, that
+    many training images recalibrate the BatchNorm statistics before each validation and at the end
+    (``CalibrateBatchNorm``). Returns one
     record per epoch: ``epoch`` (1-based), ``loss``, ``accuracy``, ``val_loss``,
     ``val_accuracy``, ``learning_rate``, ``seconds``, ``images_per_second``. With a
     ``checkpoint_dir`` the stage resumes after an interruption and is skipped once finished.
@@ -422,9 +447,12 @@ def fit(
     log = EpochLog(stage_dir / "epochs.json" if stage_dir else None, len(x_train))
     callbacks = [RaiseOnNaN(stage), Progress(stage, len(x_train), batch_size), *extra_callbacks, log]
     callbacks += [StopTraining(pattern, n) for pattern, n in optimizer.trains_for_epochs.items()]
-    epoch_aware = [layer for layer in _all_layers(trainer) if isinstance(layer, AlternatingFlip)]
+    epoch_aware = [layer for layer in all_layers(trainer) if isinstance(layer, AlternatingFlip)]
     callbacks += [SetEpoch(epoch_aware)] if epoch_aware else []
     callbacks += [LookaheadEMA(lookahead)] if lookahead is not None else []
+    if batchnorm_calibration_images:  # after Lookahead, whose last average it recalibrates
+        chosen = np.random.default_rng(seed).permutation(len(x_train))[:batchnorm_calibration_images]
+        callbacks.append(CalibrateBatchNorm(model, x_train[np.sort(chosen)], batch_size))
     if stage_dir is not None:
         # After the log, so that an epoch in the backup is always in the log too.
         callbacks.append(keras.callbacks.BackupAndRestore(str(stage_dir / "backup")))
@@ -443,13 +471,31 @@ def fit(
     if stage_dir is not None:
         np.savez(stage_dir / "weights.npz", *trainer.get_weights())
         _write_json_atomic(stage_dir / "done.json", log.history)
+    warn_if_validation_fell(stage, log.history)
     return log.history
 
 
-def _all_layers(model: keras.layers.Layer):
-    for layer in getattr(model, "layers", []):
-        yield layer
-        yield from _all_layers(layer)
+# Validation accuracy this far below its best epoch at the end of a stage gets a warning.
+VALIDATION_FALL_WARNING = 0.05
+
+
+def warn_if_validation_fell(stage: str, history: list[dict[str, float]]) -> None:
+    """Log a warning when a stage ends far below its best validation accuracy: the delivered
+    model (the last epoch's) is then worse than one the run already had."""
+    scored = [r for r in history if "val_accuracy" in r]
+    if not scored:
+        return
+    best, last = max(scored, key=lambda r: r["val_accuracy"]), scored[-1]
+    if best["val_accuracy"] - last["val_accuracy"] > VALIDATION_FALL_WARNING:
+        logger.warning(
+            "Stage '%s' ended at %.1f%% validation accuracy, %.1f points below its best (%.1f%% at epoch %d), "
+            "while training accuracy went from %.1f%% to %.1f%%: the delivered model is the last epoch's. The "
+            "network overfits or the recipe does not suit this data: try fewer epochs, a lower learning rate or "
+            "more augmentation.",
+            stage, 100 * last["val_accuracy"], 100 * (best["val_accuracy"] - last["val_accuracy"]),
+            100 * best["val_accuracy"], best["epoch"], 100 * best.get("accuracy", math.nan),
+            100 * last.get("accuracy", math.nan),
+        )
 
 
 def _stage_dir(checkpoint_dir, stage: str, resume_key: Any, x: np.ndarray, y: np.ndarray) -> Path:

@@ -79,7 +79,10 @@ def train_model(
         seed=params.seed,
         checkpoint_dir=params.checkpoint_dir,
         resume_key={"architecture": params.architecture, "seed": params.seed,
-                    "mixed_precision": params.mixed_precision, **recipe.model_dump(mode="json")},
+                    "mixed_precision": params.mixed_precision,
+                    "batchnorm_calibration_images": params.batchnorm_calibration_images,
+                    **recipe.model_dump(mode="json")},
+        batchnorm_calibration_images=params.batchnorm_calibration_images,
     )
     seconds = time.perf_counter() - start
     tta = recipe.tta_flip or recipe.tta_translate

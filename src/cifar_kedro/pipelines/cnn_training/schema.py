@@ -84,6 +84,9 @@ class CNNTrainingParams(Params):
     resnet9: ResNet9
     seed_cnn: SeedCNN
     eval_batch_size: PositiveInt
+    # Training images that recalibrate the BatchNorm statistics before each validation and at the
+    # end (training.CalibrateBatchNorm); 0 keeps the moving statistics as training left them.
+    batchnorm_calibration_images: Annotated[int, Field(ge=0)]
     mixed_precision: MixedPrecision = None
     jit_compile: JitCompile = "auto"
     distribution: Distribution = "none"

@@ -42,7 +42,8 @@ def build_model(train: Split, class_names: list[str], params: TransferTrainingPa
         dropout=params.dropout,
     )
     if models.is_random_init(params.weights):
-        models.calibrate_batchnorm(model, train["images"][: params.batchnorm_calibration_images])
+        models.calibrate_batchnorm(model, train["images"][: params.batchnorm_calibration_images],
+                                   batch_size=params.batchnorm_calibration_images, include_frozen=True)
     return model
 
 
