@@ -32,7 +32,7 @@ def synthetic_splits(tmp_path, seed: int, images_per_batch: int):
     return conftest.synthetic_splits(tmp_path / f"synthetic-{seed}", images_per_batch=images_per_batch, seed=seed)
 
 
-def pretrain_backbone(images: np.ndarray, labels: np.ndarray, path) -> str:
+def pretrain_backbone(images: np.ndarray, labels: np.ndarray, path, epochs: int) -> str:
     """Train a small MobileNetV2 from scratch on a source task and save its backbone's weights."""
     keras.utils.set_random_seed(0)
     base = keras.applications.MobileNetV2(input_shape=(SIZE, SIZE, 3), include_top=False, weights=None,
@@ -48,7 +48,7 @@ def pretrain_backbone(images: np.ndarray, labels: np.ndarray, path) -> str:
         keras.layers.Dense(int(labels.max()) + 1, activation="softmax"),
     ])
     model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(images, labels, epochs=6, batch_size=64, verbose=0)
+    model.fit(images, labels, epochs=epochs, batch_size=64, verbose=0)
     base.save_weights(path)
     return str(path)
 
@@ -60,14 +60,18 @@ def head_and_fine_tune(train, validation, names, params):
 
 
 def test_pretrained_features_transfer_and_fine_tuning_keeps_them(tmp_path):
-    """The mechanism the study's 10% hid: features learnt on one task help another.
+    """The mechanism the study's 10% hid: features learnt on one data set help another.
 
-    Source task: synthetic images with coarse labels (five pairs of classes). Target task: other
-    synthetic images with all ten classes. The weights travel as a file (``weights: <file>``).
+    Source: one sample of the synthetic images, on which a backbone learns from scratch. Target:
+    an independent sample (another seed), as CIFAR-10 is to ImageNet. The weights travel as a file
+    (``weights: <file>``). Measured: a head on the pretrained features reaches 0.74 (Intel Xeon)
+    against 0.155 on random features (chance 0.1); the bar asks for about half that lead, so it
+    holds across processors (a weaker source, 6 epochs on coarse labels, gave 0.46 on the Xeon and
+    0.395 on an AMD EPYC).
     """
     source_train, _, _ = synthetic_splits(tmp_path, seed=1, images_per_batch=400)
-    weights = pretrain_backbone(source_train["images"], source_train["labels"] // 2,
-                                tmp_path / "source_backbone.weights.h5")
+    weights = pretrain_backbone(source_train["images"], source_train["labels"],
+                                tmp_path / "source_backbone.weights.h5", epochs=12)
     train, validation, names = synthetic_splits(tmp_path, seed=2, images_per_batch=200)
     settings = dict(head_epochs=15, head_learning_rate=1e-2, fine_tune_epochs=2,
                     fine_tune_experiments=[{"fine_tune_at": 100, "learning_rate": 1e-4}])
@@ -80,7 +84,7 @@ def test_pretrained_features_transfer_and_fine_tuning_keeps_them(tmp_path):
     def head_accuracy(history):
         return [r for r in history["epochs"] if r["stage"] == "head"][-1]["val_accuracy"]
 
-    assert head_accuracy(pretrained) > head_accuracy(random) + 0.25, (head_accuracy(pretrained), head_accuracy(random))
+    assert head_accuracy(pretrained) > head_accuracy(random) + 0.3, (head_accuracy(pretrained), head_accuracy(random))
     assert pretrained["epochs"][-1]["stage"] == "fine_tune"
     assert pretrained["epochs"][-1]["val_accuracy"] >= head_accuracy(pretrained) - 0.05
 
