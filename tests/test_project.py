@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
+import re
+import sys
+import tomllib
+
 import pytest
 from kedro.framework.project import pipelines
 from kedro.framework.session import KedroSession
@@ -56,3 +62,53 @@ def test_environments_override_single_keys(context):
     assert params["transfer_training"].batch_size == 128  # from conf/base, kept by the soft merge
     assert params["cnn_training"].resnet9.network.width == 0.25
     assert params["cnn_training"].resnet9.network.bn_momentum == 0.9  # from conf/base
+
+
+# Imported only inside a function, as what happens to be installed: the Keras backends other than
+# the declared TensorFlow (a run records the versions of those present).
+OPTIONAL_BACKENDS = {"jax", "torch"}
+
+
+def _imports(tree: ast.Module) -> tuple[set[str], set[str]]:
+    """The top-level package names ``tree`` imports unconditionally when loaded, and those it
+    imports only inside a function or a ``try`` (optional: the code says what to install)."""
+    always, deferred = set(), set()
+
+    def visit(node: ast.AST, is_deferred: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            names = []
+            if isinstance(child, ast.Import):
+                names = [alias.name for alias in child.names]
+            elif isinstance(child, ast.ImportFrom) and child.level == 0:
+                names = [child.module]
+            (deferred if is_deferred else always).update(name.split(".")[0] for name in names)
+            visit(child, is_deferred or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Try))
+
+    visit(tree, False)
+    return always, deferred
+
+
+def _normalized(requirement: str) -> str:
+    return re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", requirement).group()).lower()
+
+
+def test_every_package_the_source_imports_is_declared():
+    """A worker installed with `pip install cifar-kedro` alone must import the package: what
+    ``src/`` imports is declared, not left to arrive through kedro-viz or another dependency."""
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    required = {_normalized(r) for r in project["dependencies"]}
+    extras = {_normalized(r) for group in project["optional-dependencies"].values() for r in group}
+    distributions = importlib.metadata.packages_distributions()
+    local = {"cifar_kedro", *sys.stdlib_module_names}
+    always, deferred = set(), set()
+    for path in (PROJECT_ROOT / "src").rglob("*.py"):
+        imported, optional = _imports(ast.parse(path.read_text(), filename=str(path)))
+        always |= imported - local
+        deferred |= optional - local
+
+    def declared(package: str, allowed: set[str]) -> bool:
+        return any(_normalized(d) in allowed for d in distributions.get(package, [package]))
+
+    assert {"keras", "kedro", "pydantic"} <= always and {"PIL", "mlflow"} <= deferred  # the scan sees them
+    assert sorted(p for p in always if not declared(p, required)) == []
+    assert sorted(p for p in deferred - OPTIONAL_BACKENDS if not declared(p, required | extras)) == []
