@@ -1,8 +1,10 @@
 """The model and training path on JAX, on a machine without TensorFlow (many GPU boxes) — and
-without the optional `mlflow` extra — data-parallel over two (virtual CPU) devices."""
+without the optional `mlflow` extra: the demo data-parallel over two (virtual CPU) devices, and the
+README's GPU command with the `gpu` env."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import yaml
 
 import cifar_kedro.layers  # noqa: F401  (registers the custom layers, as KerasModelDataset does)
 
@@ -54,3 +57,47 @@ def test_demo_training_runs_data_parallel_on_jax_without_tensorflow_or_mlflow(pr
         model = keras.saving.load_model(versions(project, f"data/06_models/{name}_model.keras")[-1], safe_mode=True)
         assert model.predict(images, verbose=0).shape == (200, 10)
     assert np.mean(model.predict(images, verbose=0).argmax(1) == labels) > 0.3
+
+
+# The `gpu` env at a tiny size: what differs is only how big things are.
+TINY_GPU = {
+    "parameters_transfer_training.yml": {"transfer_training": {
+        "image_size": 32, "alpha": 0.35, "weights": "none", "batch_size": 64, "head_epochs": 1, "fine_tune_epochs": 1,
+        "fine_tune_experiments": [{"fine_tune_at": 100}]}},
+    "parameters_cnn_training.yml": {"cnn_training": {
+        "airbench96": {"network": {"widths": [16, 32, 32]}, "epochs": 2, "batch_size": 64}}},
+}
+
+
+def deep_merge(base: dict, changes: dict) -> dict:
+    return {key: deep_merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+            for key, value in {**base, **changes}.items()}
+
+
+@pytest.mark.slow
+def test_the_readme_gpu_command_runs_every_pipeline_on_jax_without_tensorflow(project):
+    """`KERAS_BACKEND=jax kedro run --env gpu`, as the README gives it for a GPU machine (JAX, no
+    TensorFlow, no MLflow), on generated data in the real batches' place: every pipeline, with the
+    gpu env's blocks (airbench96 with mixed bfloat16 and XLA) at a tiny size."""
+    pytest.importorskip("jax")
+    from cifar_kedro.sources import synthetic
+
+    synthetic.write_synthetic_cifar10(project / "data/01_raw/cifar-10-batches-py", images_per_batch=100,
+                                      test_images=200, seed=5)
+    for name, changes in TINY_GPU.items():
+        path = project / "conf/gpu" / name
+        path.write_text(yaml.safe_dump(deep_merge(yaml.safe_load(path.read_text()), changes)))
+    blocker = write_blocker(project / "no_tensorflow", ("tensorflow", "mlflow", "kedro_mlflow"), ("kedro_mlflow",))
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(blocker), "COLUMNS": "200"}
+    result = subprocess.run([sys.executable, "-m", "kedro", "run", "--env", "gpu"], cwd=project, env=env,
+                            capture_output=True, text=True, timeout=900)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-5000:]
+    assert "Pipeline execution completed successfully" in log
+    for name in ("transfer", "cnn"):
+        assert len(versions(project, f"data/06_models/{name}_model.keras")) == 1
+    [report] = versions(project, "data/08_reporting/comparison_report.md")
+    text = report.read_text()
+    assert "**jax** backend" in text and "airbench96" in text
+    [history] = versions(project, "data/07_model_output/cnn_history.json")
+    assert json.loads(history.read_text())["architecture"] == "airbench96"
