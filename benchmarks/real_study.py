@@ -183,8 +183,8 @@ def main() -> None:
     if args.finish:
         project = workdir
         stopped = _log_span(project / "info.log")
-        report = project / "time-v.txt"  # the stopped run's, before the finishing run writes its own
-        first_peak = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", report.read_text())[1]) / 1024
+        time_report = project / "time-v.txt"  # the stopped run's, before the finishing run writes its own
+        first_peak = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", time_report.read_text())[1]) / 1024
         run = kedro_run(project, [*run_args, "--pipelines", "reporting"], log_name="kedro-run-reporting.log")
         run |= {"command": "kedro run " + " ".join(run_args), "finished_by": run["command"],
                 "wall_seconds": stopped + run["wall_seconds"], "peak_rss_mib": max(first_peak, run["peak_rss_mib"])}
