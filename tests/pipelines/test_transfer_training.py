@@ -86,7 +86,8 @@ def test_pretrained_features_transfer_and_fine_tuning_keeps_them(tmp_path):
 
     assert head_accuracy(pretrained) > head_accuracy(random) + 0.3, (head_accuracy(pretrained), head_accuracy(random))
     assert pretrained["epochs"][-1]["stage"] == "fine_tune"
-    assert pretrained["epochs"][-1]["val_accuracy"] >= head_accuracy(pretrained) - 0.05
+    # Fine-tuning keeps them: measured +0.005; losing them would fall towards the 0.15 of random features.
+    assert pretrained["epochs"][-1]["val_accuracy"] >= head_accuracy(pretrained) - 0.1
 
 
 def test_fine_tune_keeps_the_best_experiment_and_records_all(tmp_path):
