@@ -15,7 +15,7 @@ import keras
 from cifar_kedro import training
 from cifar_kedro.pipelines.cnn_training import nodes
 from cifar_kedro.pipelines.cnn_training.schema import CNNTrainingParams
-from tests.conftest import PROJECT_ROOT, synthetic_splits
+from tests.conftest import PROJECT_ROOT, deep_merge, synthetic_splits
 
 EPOCHS = 3
 # Each block at a tiny width; everything else as the `gpu` env has it (jit_compile, mixed precision,
@@ -39,16 +39,11 @@ def gpu_env_parameters() -> dict:
     return loader["parameters"]["cnn_training"]
 
 
-def merged(base: dict, changes: dict) -> dict:
-    return {key: merged(base[key], value) if isinstance(value, dict) and key in base else value
-            for key, value in {**base, **changes}.items()}
-
-
 def check(architecture: str, splits) -> dict:
     train, validation, names = splits
     raw = gpu_env_parameters()
     raw = raw | {"architecture": architecture, "checkpoint_dir": None,
-                 architecture: merged(raw[architecture], TINY[architecture] | COMMON)}
+                 architecture: deep_merge(raw[architecture], TINY[architecture] | COMMON)}
     params = CNNTrainingParams.model_validate(raw)
     model = nodes.build_model(names, nodes.input_statistics(train, params), params)
     delivered, history = nodes.train_model(model, train, validation, names, params)

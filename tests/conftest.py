@@ -66,6 +66,12 @@ def synthetic_splits(folder: Path, *, images_per_batch: int, seed: int, test_ima
     return (*nodes.split_train_validation(pool, names, params), names)
 
 
+def deep_merge(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` applied key by key at every depth (as the `soft` merge of envs)."""
+    return {key: deep_merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+            for key, value in {**base, **changes}.items()}
+
+
 def versions(project: Path, relative: str) -> list[Path]:
     """The saved versions of a versioned dataset, oldest first."""
     return sorted((project / relative).glob("*/*"))

@@ -16,7 +16,7 @@ import yaml
 
 import cifar_kedro.layers  # noqa: F401  (registers the custom layers, as KerasModelDataset does)
 
-from tests.conftest import versions
+from tests.conftest import deep_merge, versions
 from tests.hidden_packages import write_blocker
 
 FAST = ",".join([
@@ -67,11 +67,6 @@ TINY_GPU = {
     "parameters_cnn_training.yml": {"cnn_training": {
         "airbench96": {"network": {"widths": [16, 32, 32]}, "epochs": 2, "batch_size": 64}}},
 }
-
-
-def deep_merge(base: dict, changes: dict) -> dict:
-    return {key: deep_merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-            for key, value in {**base, **changes}.items()}
 
 
 @pytest.mark.slow
