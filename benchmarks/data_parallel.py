@@ -32,24 +32,21 @@ def child(args: argparse.Namespace) -> None:
 
     import keras
     import yaml
-    from training import CNN_CONF, VALIDATION_IMAGES, environment, first, generated_images, measure_fit
+    from training import CNN_CONF, VALIDATION_IMAGES, environment, first, generated_images, measure_fit, run_settings
 
-    from cifar_kedro import training
+    from cifar_kedro import runtime
     from cifar_kedro.pipelines.cnn_training import nodes
     from cifar_kedro.pipelines.cnn_training.schema import CNNTrainingParams
 
     conf = yaml.safe_load(CNN_CONF.read_text())["cnn_training"]
-    params = CNNTrainingParams.model_validate(conf | {"architecture": args.architecture, "checkpoint_dir": None,
-                                                     "distribution": "data_parallel"})
+    params = CNNTrainingParams.model_validate(conf | {"architecture": args.architecture, "checkpoint_dir": None})
     recipe = params.recipe
+    settings = run_settings(distribution="data_parallel")
     train, validation, names = generated_images(args.images, Path(tempfile.mkdtemp(prefix="bench-dp-")))
-    model = nodes.build_model(names, nodes.input_statistics(train, params), params)
+    model = nodes.build_model(names, nodes.input_statistics(train, params), params, settings)
     rate = measure_fit(model, first(train, args.images), first(validation, VALIDATION_IMAGES), args.timed_epochs,
-                       stage="train", batch_size=recipe.batch_size, optimizer=recipe.optimizer,
-                       learning_rate=recipe.optimizer.learning_rate, augmentation=recipe.augmentation,
-                       label_smoothing=recipe.label_smoothing, lookahead=recipe.lookahead,
-                       jit_compile=params.jit_compile)
-    print(MARK + json.dumps({"devices": keras.distribution.list_devices(), "devices_per_batch": training.devices_per_batch(),
+                       recipe, "train", settings)
+    print(MARK + json.dumps({"devices": keras.distribution.list_devices(), "devices_per_batch": runtime.devices_per_batch(),
                              "batch_size": recipe.batch_size, "images": args.images, "images_per_second": rate,
                              "environment": environment()}), flush=True)
 

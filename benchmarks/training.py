@@ -51,7 +51,8 @@ import yaml
 
 from scratch_project import PROJECT_ROOT, make_project
 
-from cifar_kedro import models, training
+from cifar_kedro import models, runtime, training
+from cifar_kedro.schemas import Augmentation, Runtime, Stage
 from cifar_kedro.sources import cifar10, synthetic
 from cifar_kedro.pipelines.cnn_training import nodes as cnn_nodes
 from cifar_kedro.pipelines.cnn_training.schema import CNNTrainingParams
@@ -61,6 +62,7 @@ from cifar_kedro.pipelines.transfer_training.schema import TransferTrainingParam
 RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
 TRANSFER_CONF = PROJECT_ROOT / "conf/base/parameters_transfer_training.yml"
 CNN_CONF = PROJECT_ROOT / "conf/base/parameters_cnn_training.yml"
+RUNTIME_CONF = PROJECT_ROOT / "conf/base/parameters_runtime.yml"
 RAW_FOLDER = "data/01_raw/cifar-10-batches-py"  # what the base catalog's raw_source reads
 TRANSFER_HISTORY = "data/07_model_output/transfer_history.json"
 
@@ -117,10 +119,19 @@ def summary(rates: list[float]) -> dict:
     return {"median": statistics.median(rates), "min": min(rates), "max": max(rates), "per_epoch": rates}
 
 
-def measure_fit(model, train, validation, timed: int, **fit_args) -> dict:
-    """Training images/s of ``timed`` epochs of ``training.fit`` after the warm-up (no checkpoints)."""
-    keras.utils.set_random_seed(SEED)
-    records = training.fit(model, train, validation, epochs=WARMUP_EPOCHS + timed, checkpoint_dir=None, **fit_args)
+def run_settings(**changes) -> Runtime:
+    """conf/base's ``runtime`` block, with ``changes``; applied (as RuntimeHooks does before a run)."""
+    settings = Runtime.model_validate(yaml.safe_load(RUNTIME_CONF.read_text())["runtime"] | {"seed": SEED} | changes)
+    runtime.apply(settings)
+    return settings
+
+
+def measure_fit(model, train, validation, timed: int, stage: Stage, name: str, settings: Runtime | None = None,
+                **changes) -> dict:
+    """Training images/s of ``timed`` epochs of ``training.fit`` after the warm-up (no checkpoints):
+    ``stage`` with ``changes`` (e.g. ``augmentation=Augmentation()``)."""
+    stage = stage.model_copy(update={"epochs": WARMUP_EPOCHS + timed, **changes})
+    records = training.fit(model, train, validation, stage, name=name, runtime=settings or run_settings())
     return summary([r["images_per_second"] for r in records[WARMUP_EPOCHS:]])
 
 
@@ -131,13 +142,6 @@ def per_epoch_seconds(images_per_second: float, images: int = FULL_TRAIN_IMAGES)
 def transfer_params(**overrides) -> TransferTrainingParams:
     params = yaml.safe_load(TRANSFER_CONF.read_text())["transfer_training"]
     return TransferTrainingParams.model_validate(params | {"weights": WEIGHTS, "checkpoint_dir": None} | overrides)
-
-
-def head_fit_args(params: TransferTrainingParams) -> dict:
-    """``training.fit`` arguments of the head stage, as ``transfer_training.nodes.train_head`` passes them."""
-    return {"stage": "head", "batch_size": params.batch_size, "optimizer": params.optimizer,
-            "learning_rate": params.head_learning_rate, "label_smoothing": params.label_smoothing,
-            "jit_compile": params.jit_compile}
 
 
 def newest_version(project: Path, relative: str) -> Path:
@@ -165,11 +169,12 @@ def bench_transfer(size, timed: int, data) -> dict:
     params = transfer_params()
     val = first(validation, VALIDATION_IMAGES)
     keras.backend.clear_session()
-    model = transfer_nodes.build_model(train, class_names, params)
+    settings = run_settings()
+    model = transfer_nodes.build_model(train, class_names, params, settings)
 
     print(f"\n(a) head stage, frozen base, augmentation on: {size('head_augmented'):,} images", flush=True)
-    head_augmented = measure_fit(model, first(train, size("head_augmented")), val, timed,
-                                 augmentation=params.augmentation, **head_fit_args(params))
+    head_augmented = measure_fit(model, first(train, size("head_augmented")), val, timed, params.head, "head",
+                                 settings)
 
     n_extract = size("feature_extraction")
     print(f"\n(b) feature extraction over {n_extract:,} images, then head epochs on cached features", flush=True)
@@ -190,34 +195,32 @@ def bench_transfer(size, timed: int, data) -> dict:
         (np.resize(features, (n_head, features.shape[-1])), np.resize(train["labels"][:n_extract], n_head)),
         (val_features, val[1]),
         timed,
-        **head_fit_args(params),
+        params.head, "head", settings, augmentation=Augmentation(),  # as train_head on cached features
     )
 
-    at = params.fine_tune_at
-    fine_args = dict(stage="fine_tune", batch_size=params.batch_size, optimizer=params.optimizer,
-                     learning_rate=params.fine_tune_learning_rate, label_smoothing=params.label_smoothing,
-                     jit_compile=params.jit_compile)
-    print(f"\n(c) fine-tuning from layer {at}, BatchNorm {params.fine_tune_batchnorm}, study augmentation: "
+    at = params.fine_tune.at
+    print(f"\n(c) fine-tuning from layer {at}, BatchNorm {params.fine_tune.batchnorm}, study augmentation: "
           f"{size('fine_tune'):,} images", flush=True)
-    models.unfreeze_backbone(model, at, batchnorm=params.fine_tune_batchnorm)
-    fine_tune = measure_fit(model, first(train, size("fine_tune")), val, timed, augmentation=params.augmentation,
-                            **fine_args)
+    models.unfreeze_backbone(model, at, batchnorm=params.fine_tune.batchnorm,
+                             batchnorm_momentum=params.fine_tune.batchnorm_momentum)
+    fine_tune = measure_fit(model, first(train, size("fine_tune")), val, timed, params.fine_tune, "fine_tune", settings)
     split = models.split_for_fine_tuning(model, at)
     n_cached = size("fine_tune_cached")
     print(f"\n(d) the same layers on cached activations at {split.boundary}: {n_cached:,} images", flush=True)
     activations = training.predict(split.bottom, train["images"][: min(n_cached, len(train["images"]))], batch)
     fine_tune_cached = measure_fit(
         split.top, (np.resize(activations, (n_cached, *activations.shape[1:])), np.resize(train["labels"], n_cached)),
-        (training.predict(split.bottom, val[0], batch), val[1]), timed, **fine_args)
+        (training.predict(split.bottom, val[0], batch), val[1]), timed, params.fine_tune, "fine_tune", settings,
+        augmentation=Augmentation())
 
     # A whole head stage on the real split, from the measured rates. Validation runs through the
     # frozen base at inference speed: every epoch without caching, once (with extraction) with it.
-    epochs, n, n_val = params.head_epochs, FULL_TRAIN_IMAGES, FULL_VALIDATION_IMAGES
+    epochs, n, n_val = params.head.epochs, FULL_TRAIN_IMAGES, FULL_VALIDATION_IMAGES
     head, extract, head_cached = head_augmented["median"], extraction["median"], head_on_features["median"]
     uncached = epochs * (n / head + n_val / extract)
     cached = (n + n_val) / extract + epochs * n / head_cached
     return {
-        "image_size": params.image_size, "batch_size": params.batch_size, "weights": WEIGHTS,
+        "image_size": params.image_size, "batch_size": params.head.batch_size, "weights": WEIGHTS,
         "fine_tune_at": at, "boundary": split.boundary, "eval_batch_size": batch,
         "images": {key: size(key) for key in ("head_augmented", "feature_extraction", "head_on_features", "fine_tune",
                                               "fine_tune_cached")},
@@ -237,7 +240,7 @@ def bench_pipeline(size, timed: int, workdir: Path) -> dict:
     synthetic.write_synthetic_cifar10(project / RAW_FOLDER, images_per_batch=images_per_batch,
                                     test_images=PIPELINE_TEST_IMAGES, seed=SEED)
     epochs = WARMUP_EPOCHS + timed
-    overrides = {"weights": WEIGHTS, "head_epochs": epochs, "cache_features": False, "fine_tune_experiments": []}
+    overrides = {"weights": WEIGHTS, "head": {"epochs": epochs}, "cache_features": False, "fine_tune_experiments": []}
 
     print(f"\nthrough the pipeline: data_processing + transfer_training, head stage on {n:,} images", flush=True)
     keras.backend.clear_session()
@@ -266,15 +269,16 @@ def bench_pipeline(size, timed: int, workdir: Path) -> dict:
     class_names = json.loads(newest_version(project, "data/03_primary/class_names.json").read_text())
     params = transfer_params(**overrides)
     keras.backend.clear_session()
-    model = transfer_nodes.build_model(train, class_names, params)
-    trainer = training.with_augmentation(model, params.augmentation, seed=params.seed)  # as fit does
-    trainer.compile(optimizer=keras.optimizers.Adam(params.head_learning_rate),
+    settings = run_settings()
+    model = transfer_nodes.build_model(train, class_names, params, settings)
+    trainer = training.with_augmentation(model, params.head.augmentation, seed=SEED)  # as fit does
+    trainer.compile(optimizer=keras.optimizers.Adam(params.head.optimizer.learning_rate),
                     loss="categorical_crossentropy", metrics=["accuracy"])
     timer = EpochTimer()
     trainer.fit(train["images"], training.one_hot(train["labels"], len(class_names)),
-                batch_size=params.batch_size, epochs=epochs, callbacks=[timer], verbose=0)
+                batch_size=params.head.batch_size, epochs=epochs, callbacks=[timer], verbose=0)
     bare = summary([n / seconds for seconds in timer.seconds[WARMUP_EPOCHS:]])
-    return {"train_images": n, "batch_size": params.batch_size, "image_size": params.image_size,
+    return {"train_images": n, "batch_size": params.head.batch_size, "image_size": params.image_size,
             "weights": WEIGHTS, "env": PIPELINE_ENV, "pipeline_images_per_second": pipeline,
             "bare_images_per_second": bare, "ratio": pipeline["median"] / bare["median"],
             "goal_ratio": PIPELINE_GOAL_RATIO}
@@ -288,25 +292,22 @@ def bench_cnn(size, timed: int, data, architectures: list[str], precisions: list
     results = {}
     for architecture in architectures:
         for precision in precisions:
-            params = CNNTrainingParams.model_validate(conf | {"architecture": architecture, "checkpoint_dir": None,
-                                                             "mixed_precision": precision})
+            params = CNNTrainingParams.model_validate(conf | {"architecture": architecture, "checkpoint_dir": None})
             recipe = params.recipe
             key = architecture if precision == "float32" else f"{architecture} {precision}"
             print(f"\n{key}: {size(architecture):,} images, batch {recipe.batch_size}", flush=True)
             keras.backend.clear_session()
-            model = cnn_nodes.build_model(class_names, cnn_nodes.input_statistics(train, params), params)
+            settings = run_settings(precision=precision)
+            model = cnn_nodes.build_model(class_names, cnn_nodes.input_statistics(train, params), params, settings)
             rate = measure_fit(model, first(train, size(architecture)), first(validation, VALIDATION_IMAGES), timed,
-                               stage="train", batch_size=recipe.batch_size, optimizer=recipe.optimizer,
-                               learning_rate=recipe.optimizer.learning_rate, augmentation=recipe.augmentation,
-                               label_smoothing=recipe.label_smoothing, lookahead=recipe.lookahead,
-                               jit_compile=params.jit_compile)
+                               recipe, "train", settings)
             results[key] = {
                 "architecture": architecture, "precision": precision, "batch_size": recipe.batch_size,
                 "images": size(architecture), "params": model.count_params(), "images_per_second": rate,
                 "seconds_per_epoch": per_epoch_seconds(rate["median"]), "epochs": recipe.epochs,
                 "full_recipe_seconds": recipe.epochs * per_epoch_seconds(rate["median"]),
             }
-    training.configure(seed=SEED)  # back to float32
+    run_settings()  # back to float32
     return results
 
 

@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 
 import keras
-from cifar_kedro import training
+from cifar_kedro import runtime
 from cifar_kedro.pipelines.cnn_training import nodes
 from cifar_kedro.pipelines.cnn_training.schema import CNNTrainingParams
+from cifar_kedro.schemas import Runtime
 from tests.conftest import PROJECT_ROOT, deep_merge, synthetic_splits
 
 EPOCHS = 3
@@ -30,28 +31,28 @@ COMMON = {"epochs": EPOCHS, "batch_size": 64}
 
 
 def gpu_env_parameters() -> dict:
-    """``cnn_training`` as ``kedro run --env gpu`` resolves it (base, then the gpu env on top)."""
+    """The parameters as ``kedro run --env gpu`` resolves them (base, then the gpu env on top)."""
     from kedro.config import OmegaConfigLoader
 
     from cifar_kedro.settings import CONFIG_LOADER_ARGS
 
     loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **CONFIG_LOADER_ARGS | {"default_run_env": "gpu"})
-    return loader["parameters"]["cnn_training"]
+    return loader["parameters"]
 
 
-def check(architecture: str, splits) -> dict:
+def check(architecture: str, splits, settings: Runtime) -> dict:
     train, validation, names = splits
-    raw = gpu_env_parameters()
+    raw = gpu_env_parameters()["cnn_training"]
     raw = raw | {"architecture": architecture, "checkpoint_dir": None,
                  architecture: deep_merge(raw[architecture], TINY[architecture] | COMMON)}
     params = CNNTrainingParams.model_validate(raw)
-    model = nodes.build_model(names, nodes.input_statistics(train, params), params)
-    delivered, history = nodes.train_model(model, train, validation, names, params)
+    model = nodes.build_model(names, nodes.input_statistics(train, params), params, settings)
+    delivered, history = nodes.train_model(model, train, validation, names, params, settings)
     return {
         "architecture": architecture,
         "backend": keras.backend.backend(),
         "policy": keras.mixed_precision.global_policy().name,
-        "jit_compile": params.jit_compile,
+        "jit_compile": settings.jit_compile,
         "losses": [r["loss"] for r in history["epochs"]],
         "val_accuracy": nodes.validation_metrics(delivered, validation, 256)["val_accuracy"],
         "delivered": delivered.name,
@@ -60,8 +61,10 @@ def check(architecture: str, splits) -> dict:
 
 def main(folder: str) -> None:
     splits = synthetic_splits(Path(folder), images_per_batch=128, seed=11)
+    settings = Runtime.model_validate(gpu_env_parameters()["runtime"])
+    runtime.apply(settings)  # as RuntimeHooks does before a run
     for architecture in TINY:
-        print(json.dumps(check(architecture, splits)), flush=True)
+        print(json.dumps(check(architecture, splits, settings)), flush=True)
 
 
 if __name__ == "__main__":

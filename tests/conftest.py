@@ -37,7 +37,7 @@ def make_project(path: Path) -> Path:
 def run_session(project: Path, env: str, params: dict | None = None, **run_args) -> dict:
     """``kedro run --env ENV --params … …`` through a KedroSession, from inside ``project``.
 
-    ``params`` is nested like the parameters files: ``{"transfer_training": {"head_epochs": 1}}``.
+    ``params`` is nested like the parameters files: ``{"transfer_training": {"head": {"epochs": 1}}}``.
     """
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
@@ -64,6 +64,23 @@ def synthetic_splits(folder: Path, *, images_per_batch: int, seed: int, test_ima
     raw, _ = nodes.ingest_source({**cifar10.load(folder), "source": "synthetic"})
     pool, _, names = nodes.assemble_splits(raw, params)
     return (*nodes.split_train_validation(pool, names, params), names)
+
+
+def stage(*, epochs: int = 1, batch_size: int = 32, optimizer: str = "sgd", learning_rate=0.0, **fields):
+    """A ``schemas.Stage`` for the tests: ``optimizer`` by name (its options in ``optimizer_options``)."""
+    from cifar_kedro.schemas import Optimizer, Stage
+
+    options = fields.pop("optimizer_options", {})
+    return Stage(epochs=epochs, batch_size=batch_size, optimizer=Optimizer(name=optimizer, learning_rate=learning_rate,
+                                                                           **options), **fields)
+
+
+def runtime(**fields):
+    """``schemas.Runtime`` as conf/base sets it, with ``fields`` changed."""
+    from cifar_kedro.schemas import Runtime
+
+    return Runtime(**{"seed": 0, "precision": "float32", "distribution": "none", "jit_compile": "auto",
+                      "deterministic_ops": False, **fields})
 
 
 def deep_merge(base: dict, changes: dict) -> dict:

@@ -12,8 +12,8 @@ from cifar_kedro import models, training
 from cifar_kedro.layers import AlternatingFlip
 from cifar_kedro.pipelines.cnn_training import nodes
 from cifar_kedro.pipelines.cnn_training.schema import CNNTrainingParams
-from cifar_kedro.schemas import Lookahead, OptimizerOptions
-from tests.conftest import PROJECT_ROOT, synthetic_splits
+from cifar_kedro.schemas import Lookahead
+from tests.conftest import PROJECT_ROOT, runtime, stage, synthetic_splits
 
 RNG = np.random.default_rng(0)
 
@@ -82,10 +82,10 @@ def test_per_variable_learning_rates_and_a_bias_that_trains_for_two_epochs():
         def on_epoch_end(self, epoch, logs=None):
             snapshots.append({w.path: keras.ops.convert_to_numpy(w).copy() for w in model.weights})
 
-    options = OptimizerOptions(name="sgd", momentum=0.9, lr_scales={"beta": 0.0}, trains_for_epochs={"whiten/bias": 2})
+    options = {"momentum": 0.9, "lr_scales": {"beta": 0.0}, "trains_for_epochs": {"whiten/bias": 2}}
     initial = {w.path: keras.ops.convert_to_numpy(w).copy() for w in model.weights}
-    training.fit(model, (x, y), (x, y), stage="scales", epochs=4, batch_size=16, optimizer=options,
-                 learning_rate=0.1, extra_callbacks=[Snapshot()])
+    training.fit(model, (x, y), (x, y), stage(epochs=4, batch_size=16, learning_rate=0.1, optimizer_options=options),
+                 name="scales", runtime=runtime(), callbacks=[Snapshot()])
     bias, kernel, beta = "whiten/bias", "whiten/kernel", "bn/beta"
     np.testing.assert_array_equal(snapshots[-1][kernel], initial[kernel])  # never trains
     np.testing.assert_array_equal(snapshots[-1][beta], initial[beta])  # learning-rate scale 0
@@ -97,12 +97,13 @@ def test_per_variable_learning_rates_and_a_bias_that_trains_for_two_epochs():
 def test_a_pattern_matching_no_variable_stops_with_the_pattern_named():
     x = RNG.normal(size=(16, 8, 8, 3)).astype("float32")
     y = RNG.integers(0, 3, 16)
-    for options in (OptimizerOptions(name="sgd", lr_scales={"beta": 2.0, "gamma_typo": 0.5}),
-                    OptimizerOptions(name="adam", trains_for_epochs={"whitten/bias": 1})):
-        typo = [*options.lr_scales, *options.trains_for_epochs][-1]
+    for name, options in (("sgd", {"lr_scales": {"beta": 2.0, "gamma_typo": 0.5}}),
+                          ("adam", {"trains_for_epochs": {"whitten/bias": 1}})):
+        typo = [*options.get("lr_scales", {}), *options.get("trains_for_epochs", {})][-1]
         with pytest.raises(ValueError, match=f"'{typo}'.*match no trainable variable"):
-            training.fit(tiny_conv_model(), (x, y), (x, y), stage="typo", epochs=1, batch_size=8, optimizer=options,
-                         learning_rate=0.1)
+            training.fit(tiny_conv_model(), (x, y), (x, y),
+                         stage(batch_size=8, optimizer=name, learning_rate=0.1, optimizer_options=options),
+                         name="typo", runtime=runtime())
 
 
 def test_lookahead_ends_on_the_average_of_the_weights():
@@ -117,8 +118,8 @@ def test_lookahead_ends_on_the_average_of_the_weights():
             averaged.update({v.path: a.copy() for v, a in zip(training._float_weights(self.model), self.average)})
 
     # Lookahead through fit is covered by the airbench test below; here its last step directly.
-    training.fit(model, (x, y), (x, y), stage="ema", epochs=2, batch_size=8, optimizer=OptimizerOptions(name="sgd"),
-                 learning_rate=0.1, extra_callbacks=[Capture(Lookahead(every=2))])
+    training.fit(model, (x, y), (x, y), stage(epochs=2, batch_size=8, learning_rate=0.1), name="ema", runtime=runtime(),
+                 callbacks=[Capture(Lookahead(every=2, decay=0.7738, power=3.0))])
     for weight in model.weights:
         if weight.path in averaged:
             np.testing.assert_allclose(keras.ops.convert_to_numpy(weight), averaged[weight.path])
@@ -145,8 +146,8 @@ def test_a_narrow_airbench_learns_the_demo_data_and_reloads_identically(demo_spl
     params = narrow_airbench(epochs=4)
     statistics = nodes.input_statistics(train, params)
     assert statistics["whitening_kernel"].shape == (2, 2, 3, 24)
-    model = nodes.build_model(names, statistics, params)
-    delivered, history = nodes.train_model(model, train, validation, names, params)
+    model = nodes.build_model(names, statistics, params, runtime())
+    delivered, history = nodes.train_model(model, train, validation, names, params, runtime())
     accuracy = nodes.validation_metrics(delivered, validation, 256)["val_accuracy"]
     assert accuracy > 0.6, history["epochs"]  # chance is 0.1
     np.testing.assert_allclose(  # the whitening kernel stayed as computed

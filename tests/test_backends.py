@@ -16,13 +16,13 @@ import yaml
 
 import cifar_kedro.layers  # noqa: F401  (registers the custom layers, as KerasModelDataset does)
 
+from cifar_kedro.study import MODELS
 from tests.conftest import deep_merge, versions
 from tests.hidden_packages import write_blocker
 
 FAST = ",".join([
-    "transfer_training.head_epochs=1", "transfer_training.fine_tune_epochs=1",
-    "cnn_training.resnet9.epochs=1",
-    "transfer_training.distribution=data_parallel", "cnn_training.distribution=data_parallel",
+    "transfer_training.head.epochs=1", "transfer_training.fine_tune.epochs=1",
+    "cnn_training.resnet9.epochs=1", "runtime.distribution=data_parallel",
 ])
 
 
@@ -44,8 +44,9 @@ def test_demo_training_runs_data_parallel_on_jax_without_tensorflow_or_mlflow(pr
                "--pipelines", "data_processing,transfer_training,cnn_training", "--params", FAST]
     result = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert (result.stdout + result.stderr).count("Data-parallel training on 2 devices: cpu:0, cpu:1") == 2
-    for name in ("transfer", "cnn"):
+    # Set once for the whole run, before any node (RuntimeHooks), not by each pipeline.
+    assert (result.stdout + result.stderr).count("Data-parallel training on 2 devices: cpu:0, cpu:1") == 1
+    for name in MODELS:
         assert len(versions(project, f"data/06_models/{name}_model.keras")) == 1
         assert len(versions(project, f"data/07_model_output/{name}_validation_metrics.json")) == 1
     assert not store.exists() and not (project / "mlruns").exists()  # untracked, and nothing asked for it
@@ -53,7 +54,7 @@ def test_demo_training_runs_data_parallel_on_jax_without_tensorflow_or_mlflow(pr
     # The .keras files written on JAX load here (TensorFlow backend) and predict sensibly.
     with np.load(versions(project, "data/05_model_input/test_split.npz")[-1]) as split:
         images, labels = split["images"][:200], split["labels"][:200]
-    for name in ("transfer", "cnn"):
+    for name in MODELS:
         model = keras.saving.load_model(versions(project, f"data/06_models/{name}_model.keras")[-1], safe_mode=True)
         assert model.predict(images, verbose=0).shape == (200, 10)
     assert np.mean(model.predict(images, verbose=0).argmax(1) == labels) > 0.3
@@ -62,8 +63,8 @@ def test_demo_training_runs_data_parallel_on_jax_without_tensorflow_or_mlflow(pr
 # The `gpu` env at a tiny size: what differs is only how big things are.
 TINY_GPU = {
     "parameters_transfer_training.yml": {"transfer_training": {
-        "image_size": 32, "alpha": 0.35, "weights": "none", "batch_size": 64, "head_epochs": 1, "fine_tune_epochs": 1,
-        "fine_tune_experiments": [{"fine_tune_at": 100}]}},
+        "image_size": 32, "alpha": 0.35, "weights": "none", "head": {"epochs": 1, "batch_size": 64},
+        "fine_tune": {"epochs": 1, "batch_size": 64}, "fine_tune_experiments": [{"at": 100}]}},
     "parameters_cnn_training.yml": {"cnn_training": {
         "airbench96": {"network": {"widths": [16, 32, 32]}, "epochs": 2, "batch_size": 64}}},
 }
@@ -89,7 +90,7 @@ def test_the_readme_gpu_command_runs_every_pipeline_on_jax_without_tensorflow(pr
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-5000:]
     assert "Pipeline execution completed successfully" in log
-    for name in ("transfer", "cnn"):
+    for name in MODELS:
         assert len(versions(project, f"data/06_models/{name}_model.keras")) == 1
     [report] = versions(project, "data/08_reporting/comparison_report.md")
     text = report.read_text()

@@ -17,7 +17,7 @@ from sklearn.metrics import accuracy_score, log_loss
 
 from tests.conftest import PROJECT_ROOT, run_session, versions
 
-MODELS = ("transfer", "cnn")
+from cifar_kedro.study import MODELS  # noqa: E402
 
 
 def latest(project, relative):

@@ -23,29 +23,32 @@ SCRIPT = textwrap.dedent('''
     import numpy as np
     from kedro.config import OmegaConfigLoader
 
-    from cifar_kedro import training
+    from cifar_kedro import runtime, training
     from cifar_kedro.pipelines.cnn_training import nodes
     from cifar_kedro.pipelines.cnn_training.schema import CNNTrainingParams
+    from cifar_kedro.schemas import Runtime
     from tests.conftest import synthetic_splits
 
     conf, workdir = sys.argv[1], Path(sys.argv[2])
     loader = OmegaConfigLoader(conf, env="demo", base_env="base", default_run_env="local",
                                merge_strategy={"parameters": "soft"})
-    demo = loader["parameters"]["cnn_training"]
+    demo, settings = loader["parameters"]["cnn_training"], loader["parameters"]["runtime"]
     train, validation, names = synthetic_splits(workdir, images_per_batch=250, seed=0)
     # An odd count of validation images: the last batch does not split evenly over two devices.
     train, validation = ({key: split[key][:count] for key in ("images", "labels")}
                          for split, count in ((train, 1000), (validation, 249)))
     results = {"devices": [str(d) for d in jax.devices()]}
     for distribution in ("none", "data_parallel"):
-        params = CNNTrainingParams(**{**demo, "distribution": distribution, "checkpoint_dir": None})
+        params = CNNTrainingParams(**{**demo, "checkpoint_dir": None})
+        run = Runtime(**{**settings, "distribution": distribution})
+        runtime.apply(run)  # as RuntimeHooks does before a run
         statistics = nodes.input_statistics(train, params)
-        model = nodes.build_model(names, statistics, params)
+        model = nodes.build_model(names, statistics, params, run)
         initial = [np.array(v) for v in model.trainable_variables]
-        delivered, history = nodes.train_model(model, train, validation, names, params)
+        delivered, history = nodes.train_model(model, train, validation, names, params, run)
         replicas = [[np.asarray(shard.data) for shard in v.value.addressable_shards] for v in model.trainable_variables]
         results[distribution] = {
-            "devices_per_batch": training.devices_per_batch(),
+            "devices_per_batch": runtime.devices_per_batch(),
             "weights_on": sorted({str(d) for v in model.trainable_variables for d in v.value.sharding.device_set}),
             "replicas_agree": all(np.array_equal(r[0], other) for r in replicas for other in r[1:]),
             "weights_moved": any(not np.array_equal(r[0], i) for r, i in zip(replicas, initial)),

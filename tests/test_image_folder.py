@@ -114,7 +114,7 @@ def test_the_demo_runs_end_to_end_on_an_image_folder_at_another_size(project):
     write_image_tree(project / "data/01_raw/images", images_per_class=60, size=48)
     images_catalog = (project / "conf/images/catalog.yml").read_text().replace("image_size: 64", "image_size: 40")
     (project / "conf/demo/catalog.yml").write_text(images_catalog)
-    params = {"transfer_training": {"head_epochs": 2, "fine_tune_epochs": 1}}  # the CNN: the demo's 3 epochs
+    params = {"transfer_training": {"head": {"epochs": 2}, "fine_tune": {"epochs": 1}}}  # the CNN: the demo's 3 epochs
     run_session(project, "demo", params)
 
     with np.load(versions(project, "data/05_model_input/test_split.npz")[-1]) as split:

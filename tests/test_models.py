@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cifar_kedro import models, training
-from cifar_kedro.schemas import OptimizerOptions
+from tests.conftest import runtime, stage
 
 
 def small_transfer_model(**kwargs):
@@ -82,7 +82,7 @@ def test_fine_tuning_unfreezes_from_fine_tune_at_and_batchnorm_only_when_asked()
     assert all(layer.trainable == (i >= 100) for i, layer in norms)
     assert {layer.momentum for i, layer in norms if i >= 100} == {0.9}
     assert {layer.momentum for i, layer in norms if i < 100} == {0.999}  # MobileNetV2's own, untouched
-    with pytest.raises(ValueError, match="fine_tune_at=999"):
+    with pytest.raises(ValueError, match="at=999"):
         models.unfreeze_backbone(model, 999)
 
 
@@ -93,13 +93,13 @@ def test_batchnorm_statistics_unchanged_by_head_training_and_fine_tuning(tmp_pat
     model = small_transfer_model()
     models.calibrate_batchnorm(model, images, batch_size=len(images), include_frozen=True)
     before = batchnorm_state(model)
-    fit = dict(epochs=1, batch_size=32, optimizer=OptimizerOptions(name="adam"), learning_rate=1e-2)
-    training.fit(model, (images, labels), (images[:32], labels[:32]), stage="head", **fit)
+    one_epoch = stage(optimizer="adam", learning_rate=1e-2)
+    training.fit(model, (images, labels), (images[:32], labels[:32]), one_epoch, name="head", runtime=runtime())
     for after_w, before_w in zip(batchnorm_state(model), before):
         np.testing.assert_array_equal(after_w, before_w)
     models.unfreeze_backbone(model, 0)
     kernel_before = keras.ops.convert_to_numpy(model.get_layer(models.BACKBONE).get_layer("Conv1").kernel)
-    training.fit(model, (images, labels), (images[:32], labels[:32]), stage="fine_tune", **fit)
+    training.fit(model, (images, labels), (images[:32], labels[:32]), one_epoch, name="fine_tune", runtime=runtime())
     for after_w, before_w in zip(batchnorm_state(model), before):
         np.testing.assert_array_equal(after_w, before_w)
     # …while the convolutions did train, so the test is not vacuous.

@@ -58,8 +58,9 @@ def test_every_dataset_has_a_layer_and_data_flows_forward_through_layers(context
 def test_environments_override_single_keys(context):
     params = context.params  # validated: each pipeline's block is its typed schema
     assert params["transfer_training"].image_size == 32  # from conf/demo
-    assert params["transfer_training"].head_learning_rate == pytest.approx(1e-2)  # from conf/demo
-    assert params["transfer_training"].batch_size == 128  # from conf/base, kept by the soft merge
+    assert params["transfer_training"].head.optimizer.learning_rate == pytest.approx(1e-2)  # from conf/demo
+    assert params["transfer_training"].head.optimizer.name == "adam"  # from conf/base, kept by the soft merge
+    assert params["transfer_training"].head.batch_size == 128
     assert params["cnn_training"].resnet9.network.width == 0.25
     assert params["cnn_training"].resnet9.network.bn_momentum == 0.9  # from conf/base
 

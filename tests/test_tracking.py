@@ -41,7 +41,8 @@ def test_the_run_records_the_kedro_run_and_its_flattened_parameters(demo_project
     assert run.data.tags["env"] == "demo"
     params = run.data.params
     # Values as the demo environment merged them over base (soft merge), one key per leaf.
-    assert params["transfer_training.head_epochs"] == "5"
+    assert params["transfer_training.head.epochs"] == "5"
+    assert params["runtime.seed"] == "42"
     assert params["transfer_training.image_size"] == "32"
     assert params["cnn_training.architecture"] == "resnet9"
     assert params["cnn_training.resnet9.epochs"] == "3"

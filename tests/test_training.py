@@ -11,7 +11,8 @@ import pytest
 from cifar_kedro import training
 from cifar_kedro.pipelines.data_processing.nodes import split_train_validation
 from cifar_kedro.pipelines.data_processing.schema import DataProcessingParams
-from cifar_kedro.schemas import Augmentation, OptimizerOptions, Schedule
+from cifar_kedro.schemas import Augmentation, Schedule
+from tests.conftest import runtime, stage
 
 # Ten well-separated colours; an image's class is its colour.
 PALETTE = np.array(
@@ -22,7 +23,8 @@ PALETTE = np.array(
 STUDY_AUGMENTATION = Augmentation(horizontal_flip=True, rotation_degrees=15, shift=0.1, fill_mode="nearest")
 RESNET9_AUGMENTATION = Augmentation(horizontal_flip=True, shift=0.125, fill_mode="reflect", interpolation="nearest",
                                     cutout=8)
-FROZEN = dict(optimizer=OptimizerOptions(name="sgd"), learning_rate=0.0)  # weights stay fixed; only the data moves
+RUNTIME = runtime()
+FROZEN = dict(optimizer="sgd", learning_rate=0.0)  # weights stay fixed; only the data moves
 
 
 def colour_images(labels: np.ndarray) -> np.ndarray:
@@ -56,12 +58,9 @@ def test_images_and_labels_stay_aligned_through_split_shuffle_and_augmentation(a
         colour_oracle(),
         (train["images"], train["labels"]),
         (validation["images"], validation["labels"]),
-        stage="alignment",
-        epochs=2,
-        batch_size=32,
-        augmentation=aug_config,
-        seed=0,
-        **FROZEN,
+        stage(epochs=2, augmentation=aug_config, **FROZEN),
+        name="alignment",
+        runtime=RUNTIME,
     )
     for record in history:
         assert record["accuracy"] == 1.0 and record["val_accuracy"] == 1.0, record
@@ -74,11 +73,9 @@ def test_the_oracle_would_notice_labels_shuffled_apart_from_images():
         colour_oracle(),
         (colour_images(labels), shuffled),
         (colour_images(labels), shuffled),
-        stage="misaligned",
-        epochs=1,
-        batch_size=32,
-        augmentation=STUDY_AUGMENTATION,
-        **FROZEN,
+        stage(augmentation=STUDY_AUGMENTATION, **FROZEN),
+        name="misaligned",
+        runtime=RUNTIME,
     )
     assert history[0]["accuracy"] < 0.3
 
@@ -97,14 +94,15 @@ def tiny_data(n: int = 128):
     return colour_images(labels), labels
 
 
-SGD = OptimizerOptions(name="sgd", momentum=0.9)
+SGD = dict(optimizer="sgd", optimizer_options={"momentum": 0.9})
 ONE_CYCLE = Schedule(knots=[[0, 0.0], [0.5, 0.4], [1, 0.0]])  # fractions of the stage
-ONE_CYCLE_FIT = dict(optimizer=SGD, learning_rate=ONE_CYCLE)
+ONE_CYCLE_FIT = dict(**SGD, learning_rate=ONE_CYCLE)
 
 
 def test_learning_rate_follows_the_one_cycle_recipe():
     x, y = tiny_data()
-    history = training.fit(tiny_model(), (x, y), (x, y), stage="schedule", epochs=4, batch_size=32, **ONE_CYCLE_FIT)
+    history = training.fit(tiny_model(), (x, y), (x, y), stage(epochs=4, **ONE_CYCLE_FIT), name="schedule",
+                           runtime=RUNTIME)
     # Recorded at the end of each epoch: 0 → 0.4 at half the stage → 0 at its end, linear in between.
     np.testing.assert_allclose([r["learning_rate"] for r in history], [0.2, 0.4, 0.2, 0.0], atol=1e-6)
 
@@ -114,8 +112,8 @@ def test_a_schedule_follows_the_stage_length_and_ends_annealed(epochs):
     """Shortening a recipe (epochs=10 of a 24-epoch one-cycle) must not leave the rate high."""
     schedule = Schedule(knots=[[0, 0.0], [0.2083, 0.4], [1, 0.0]])  # Page's 0 → 0.4 (epoch 5 of 24) → 0
     x, y = tiny_data(64)
-    history = training.fit(tiny_model(), (x, y), (x, y), stage=f"anneal{epochs}", epochs=epochs, batch_size=32,
-                           optimizer=SGD, learning_rate=schedule)
+    history = training.fit(tiny_model(), (x, y), (x, y), stage(epochs=epochs, **SGD, learning_rate=schedule),
+                           name=f"anneal{epochs}", runtime=RUNTIME)
     assert len(history) == epochs
     assert history[-1]["learning_rate"] == pytest.approx(0.0, abs=1e-7)  # the schedule's end value
     steps_per_epoch = 2
@@ -145,46 +143,61 @@ class CountBatches(keras.callbacks.Callback):
         self.batches += 1
 
 
+class Snapshots(keras.callbacks.Callback):
+    """The model's weights at the start (``began[e]``) and end (``ended[e]``) of each epoch (0-based)."""
+
+    def __init__(self):
+        super().__init__()
+        self.began, self.ended = {}, {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.began[epoch] = [np.array(w) for w in self.model.get_weights()]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.ended[epoch] = [np.array(w) for w in self.model.get_weights()]
+
+
 def test_an_interrupted_fit_resumes_from_its_last_finished_epoch(tmp_path):
     x, y = tiny_data()
-    args = dict(stage="resume", epochs=4, batch_size=32, checkpoint_dir=tmp_path, resume_key={"run": 1},
-                **ONE_CYCLE_FIT)
-    first = tiny_model()
+    args = dict(name="resume", runtime=RUNTIME, checkpoint_dir=tmp_path)
+    one_cycle = stage(epochs=4, **ONE_CYCLE_FIT)
+    first, killed_at = tiny_model(), Snapshots()
     with pytest.raises(KeyboardInterrupt):
-        training.fit(first, (x, y), (x, y), extra_callbacks=[StopAfter(3)], **args)
+        training.fit(first, (x, y), (x, y), one_cycle, callbacks=[killed_at, StopAfter(3)], **args)
     logged = json.loads(next(tmp_path.glob("resume-*/epochs.json")).read_text())
     assert [r["epoch"] for r in logged] == [1, 2, 3]
 
-    counter = CountBatches()
-    second = tiny_model(seed=99)  # a fresh process would build fresh weights
-    history = training.fit(second, (x, y), (x, y), extra_callbacks=[counter], **args)
+    counter, resumed_at = CountBatches(), Snapshots()
+    second = tiny_model()  # a fresh process builds the same weights from the same seed
+    history = training.fit(second, (x, y), (x, y), one_cycle, callbacks=[counter, resumed_at], **args)
     assert counter.batches == 4  # only epoch 4 (4 batches of 32) was trained again
     assert [r["epoch"] for r in history] == [1, 2, 3, 4]
     assert history[:3] == logged
     # The optimizer's step counter came back too: the schedule continued where it stopped.
     assert history[3]["learning_rate"] == pytest.approx(0.0, abs=1e-6)
     assert int(keras.ops.convert_to_numpy(second.optimizer.iterations)) == 16
-    # And the result is as good as an uninterrupted run's.
-    uninterrupted = training.fit(tiny_model(), (x, y), (x, y), stage="once", epochs=4, batch_size=32,
-                                 **ONE_CYCLE_FIT)
-    assert history[-1]["val_accuracy"] >= uninterrupted[-1]["val_accuracy"] - 0.1
+    # And the weights came back: epoch 4 began on exactly the weights the killed run ended epoch 3 with.
+    for restored, saved in zip(resumed_at.began[3], killed_at.ended[2]):
+        np.testing.assert_array_equal(restored, saved)
 
 
 def test_a_finished_stage_is_not_trained_again(tmp_path):
     x, y = tiny_data()
-    args = dict(stage="done", epochs=2, batch_size=32, checkpoint_dir=tmp_path, resume_key={"run": 2},
-                **ONE_CYCLE_FIT)
+    args = dict(name="done", runtime=RUNTIME, checkpoint_dir=tmp_path)
+    two_epochs = stage(epochs=2, **ONE_CYCLE_FIT)
     model = tiny_model()
-    history = training.fit(model, (x, y), (x, y), **args)
+    history = training.fit(model, (x, y), (x, y), two_epochs, **args)
     counter = CountBatches()
-    again = tiny_model(seed=5)
-    assert training.fit(again, (x, y), (x, y), extra_callbacks=[counter], **args) == history
+    again = tiny_model()
+    assert training.fit(again, (x, y), (x, y), two_epochs, callbacks=[counter], **args) == history
     assert counter.batches == 0
     for a, b in zip(again.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)
-    # Other parameters or other data are another stage, trained afresh.
-    other = training.fit(tiny_model(), (x, y), (x, y), **{**args, "resume_key": {"run": 3}})
-    assert len(list(tmp_path.iterdir())) == 2 and len(other) == 2
+    # Other parameters, another starting model or another seed are another stage, trained afresh.
+    training.fit(tiny_model(), (x, y), (x, y), stage(epochs=3, **ONE_CYCLE_FIT), **args)
+    training.fit(tiny_model(seed=5), (x, y), (x, y), two_epochs, **args)
+    training.fit(tiny_model(), (x, y), (x, y), two_epochs, **{**args, "runtime": runtime(seed=1)})
+    assert len(list(tmp_path.iterdir())) == 4
 
 
 class PoisonWeights(keras.callbacks.Callback):
@@ -194,11 +207,12 @@ class PoisonWeights(keras.callbacks.Callback):
             kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
 
 
-def test_nan_loss_stops_with_a_clear_error():
+def test_nan_loss_stops_with_a_clear_error(tmp_path):
     x, y = tiny_data()
-    with pytest.raises(training.TrainingDivergedError, match=r"stage 'nan'.*epoch 1, batch 3.*learning rate"):
-        training.fit(tiny_model(), (x, y), (x, y), stage="nan", epochs=2, batch_size=32,
-                     optimizer=OptimizerOptions(name="sgd"), learning_rate=0.01, extra_callbacks=[PoisonWeights()])
+    with pytest.raises(training.TrainingDivergedError, match=r"stage 'nan'.*epoch 1\..*learning rate"):
+        training.fit(tiny_model(), (x, y), (x, y), stage(epochs=2, learning_rate=0.01), name="nan", runtime=RUNTIME,
+                     checkpoint_dir=tmp_path, callbacks=[PoisonWeights()])
+    assert not list(tmp_path.iterdir())  # no checkpoint of the broken weights to resume from
 
 
 def test_evaluate_is_plain_cross_entropy_and_accuracy():

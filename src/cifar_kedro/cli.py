@@ -11,7 +11,7 @@ import click
 # own `run` command: Kedro looks for it here as soon as the project has a cli.py.
 from kedro.framework.cli.project import run  # noqa: F401
 
-MODELS = ("transfer", "cnn")
+from cifar_kedro.study import MODELS
 
 
 @click.group(name="cifar_kedro")

@@ -9,12 +9,11 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from cifar_kedro import parameters
+from cifar_kedro import parameters, runtime
+from cifar_kedro.schemas import Runtime
+from cifar_kedro.study import FINAL_MODELS
 
 logger = logging.getLogger(__name__)
-
-# Final model dataset -> the training pipeline whose resume checkpoints it makes obsolete.
-FINAL_MODELS = {"transfer_model": "transfer_training", "cnn_model": "cnn_training"}
 
 
 class ParameterCheckHooks:
@@ -34,6 +33,27 @@ class ParameterCheckHooks:
                                                loader.config_patterns["parameters"])
         parameters.raise_if_invalid(loader["parameters"], parameters.schemas(pipelines), sources,
                                     known=parameters.known_blocks())
+
+
+class RuntimeHooks:
+    """Set the run-wide state from the ``runtime`` parameters once, before any node runs
+    (``cifar_kedro.runtime.apply``): every pipeline then builds and trains under the same dtype
+    policy and distribution, whichever runs first."""
+
+    def __init__(self) -> None:
+        self._context = None
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        self._context = context
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        settings = Runtime.model_validate(dict(self._context.params["runtime"]))
+        runtime.apply(settings)
+        logger.info("Runtime: seed %d, precision %s, distribution %s, jit_compile %s, deterministic ops %s.",
+                    settings.seed, settings.precision, settings.distribution, settings.jit_compile,
+                    settings.deterministic_ops)
 
 
 class TrainingCheckpointHooks:

@@ -129,8 +129,8 @@ def unfreeze_backbone(model: keras.Model, fine_tune_at: int,
     base = model.get_layer(BACKBONE)
     if not 0 <= fine_tune_at <= len(base.layers):
         raise ValueError(
-            f"fine_tune_at={fine_tune_at} is outside the backbone's 0..{len(base.layers)} layers; "
-            "fix transfer_training.fine_tune_experiments in conf/base/parameters_transfer_training.yml."
+            f"Fine-tuning from layer at={fine_tune_at} is outside the backbone's 0..{len(base.layers)} layers; fix "
+            "transfer_training.fine_tune.at or fine_tune_experiments in conf/base/parameters_transfer_training.yml."
         )
     base.trainable = True
     for index, layer in enumerate(base.layers):

@@ -9,7 +9,7 @@ full key, the files (or ``--params``) that set it, and the allowed values or the
 ``ParameterCheckHooks`` runs it when the context is created, so nothing is read or built first.
 
 Each pipeline's parameters live under its own name (``conf/base/parameters_<pipeline>.yml`` holds
-``<pipeline>:``), so the known blocks are the pipeline packages; like Kedro, a run checks the
+``<pipeline>:``), so the known blocks are the pipeline packages and ``runtime``; like Kedro, a run checks the
 blocks of the pipelines it loads (``kedro run --pipelines a,b`` loads only those).
 """
 
@@ -38,9 +38,10 @@ def schemas(pipelines: Mapping[str, Any]) -> dict[str, type[BaseModel]]:
 
 
 def known_blocks(package: str = "cifar_kedro.pipelines") -> list[str]:
-    """The top-level parameter keys the project knows: one per pipeline package."""
-    return sorted(module.name for module in pkgutil.iter_modules(importlib.import_module(package).__path__)
-                  if module.ispkg)
+    """The top-level parameter keys the project knows: one per pipeline package, and ``runtime``
+    (the run-wide block, ``schemas.Runtime``)."""
+    return sorted(["runtime", *(module.name for module in pkgutil.iter_modules(importlib.import_module(package).__path__)
+                                if module.ispkg)])
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

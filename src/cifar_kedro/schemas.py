@@ -4,7 +4,12 @@ Every pipeline's nodes take their ``params:<pipeline>`` input type-hinted with a
 (``pipelines/<name>/schema.py``), so Kedro's own parameter validation (``kedro.validation``) turns
 the merged parameters into checked, immutable objects before any node runs. The models forbid
 unknown keys: a misspelt or misplaced key stops the run instead of being ignored. The messages a
-person sees, with where each bad key was set, come from ``cifar_kedro.validation``.
+person sees, with where each bad key was set, come from ``cifar_kedro.parameters``.
+
+One source of truth: every value the study uses is written in ``conf/base``; a schema gives types
+and bounds, and sets a default only where leaving a key out means "off" (an augmentation step, an
+optimizer option, Lookahead, test-time augmentation). Deleting a key from the YAML is then an
+error, never a silent change of experiment (tests/test_parameters.py checks it).
 """
 
 from __future__ import annotations
@@ -55,32 +60,29 @@ class Schedule(Params):
 LearningRate = Rate | Schedule
 
 
-class OptimizerOptions(Params):
-    """Which optimizer, with its own options (the learning rate is set per stage)."""
+class Optimizer(Params):
+    """Which optimizer, its learning rate (a number, or a ``Schedule`` over the stage) and its options.
+    An option left out is off."""
 
     name: Literal["adam", "adamw", "sgd"]
+    learning_rate: LearningRate
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # sgd only
     nesterov: bool = False  # sgd only
     # Decoupled weight decay (scaled by the learning rate), as Keras applies it.
     weight_decay: Rate | None = None
     # Learning-rate multipliers by variable path (a substring of it): {beta: 64} lets the
-    # BatchNorm offsets learn 64 times faster (airbench's bias_scaler).
+    # BatchNorm offsets learn 64 times faster (airbench's bias_scaler). A pattern that matches no
+    # trainable variable stops the run (training.ScaledLearningRates).
     lr_scales: dict[str, Rate] = {}
     # Variables (by path substring) that train for this many epochs and then stay put; they are
     # spared weight decay throughout (airbench's whitening bias, 3 epochs).
     trains_for_epochs: dict[str, PositiveInt] = {}
 
     @model_validator(mode="after")
-    def _options_fit_the_optimizer(self) -> OptimizerOptions:
+    def _options_fit_the_optimizer(self) -> Optimizer:
         if self.name != "sgd" and (self.momentum or self.nesterov):
             raise ValueError(f"momentum and nesterov apply to name: sgd only, not to name: {self.name}")
         return self
-
-
-class Optimizer(OptimizerOptions):
-    """An optimizer and its learning rate (a number, or a ``Schedule`` over the stage)."""
-
-    learning_rate: LearningRate
 
 
 class Lookahead(Params):
@@ -88,13 +90,14 @@ class Lookahead(Params):
     an exponential average of themselves, whose decay ramps up as ``decay × (step / total)^power``;
     training ends on the average."""
 
-    every: PositiveInt = 5
-    decay: Annotated[float, Field(gt=0.0, le=1.0)] = 0.7738  # 0.95 ** 5
-    power: Annotated[float, Field(ge=0.0)] = 3.0
+    every: PositiveInt
+    decay: Annotated[float, Field(gt=0.0, le=1.0)]  # airbench: 0.95 ** 5 = 0.7738
+    power: Annotated[float, Field(ge=0.0)]
 
 
 class Augmentation(Params):
-    """Training-time augmentation (see ``cifar_kedro.augmentation``); 0 / false switches a step off."""
+    """Training-time augmentation (see ``cifar_kedro.augmentation``). A step left out is off (its
+    default is 0 / false); the interpolation and fill apply to rotation and shift."""
 
     horizontal_flip: bool = False  # each image mirrored with probability ½ in every epoch
     alternating_flip: bool = False  # each image mirrored in every other epoch (airbench)
@@ -115,7 +118,7 @@ class Augmentation(Params):
         return bool(self.horizontal_flip or self.alternating_flip or self.rotation_degrees or self.shift or self.cutout)
 
 
-MixedPrecision = Literal["float32", "mixed_float16", "mixed_bfloat16"] | None
+MixedPrecision = Literal["float32", "mixed_float16", "mixed_bfloat16"]
 JitCompile = bool | Literal["auto"]
 
 
@@ -133,3 +136,26 @@ def _distribution_runs_here(value: str) -> str:
 # ``data_parallel``: every device available (keras.distribution.list_devices()) holds a copy of
 # the weights and takes an equal share of each batch; ``batch_size`` stays the global batch.
 Distribution = Annotated[Literal["none", "data_parallel"], AfterValidator(_distribution_runs_here)]
+
+
+class Runtime(Params):
+    """Run-wide state (conf/base/parameters_runtime.yml), set once before the run by
+    ``hooks.RuntimeHooks`` (``cifar_kedro.runtime.apply``); no node changes it."""
+
+    seed: int  # each stage (a model's build, each training stage) seeds itself from this and its name
+    precision: MixedPrecision  # Keras' global dtype policy
+    distribution: Distribution
+    jit_compile: JitCompile  # XLA for the compiled train/predict steps
+    deterministic_ops: bool  # TensorFlow: deterministic kernels (tf.config.experimental.enable_op_determinism)
+
+
+class Stage(Params):
+    """One training stage, the same shape in every pipeline: how long, on which batches, with which
+    optimizer and learning rate, on which augmented images; optionally Lookahead."""
+
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    optimizer: Optimizer
+    label_smoothing: Fraction = 0.0  # 0: off
+    augmentation: Augmentation = Augmentation()  # nothing listed: off
+    lookahead: Lookahead | None = None  # None: off

@@ -28,7 +28,7 @@ from kedro.framework.hooks import hook_impl
 from pydantic import BaseModel
 
 from cifar_kedro.datasets import filesystem
-from cifar_kedro.hooks import FINAL_MODELS
+from cifar_kedro.study import FINAL_MODELS
 
 
 try:  # the optional extra

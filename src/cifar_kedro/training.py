@@ -1,4 +1,5 @@
-"""The one training loop both training pipelines use: compile, fit, resume, record, evaluate.
+"""The one training loop both training pipelines use: a ``schemas.Stage`` in, ``model.fit`` with
+Keras' own callbacks and a few of ours, one record per epoch out.
 
 Everything here is backend-agnostic Keras 3 (no TensorFlow): data go in as NumPy arrays, images
 as ``uint8``; the model does its own scaling, and ``fit`` puts the stage's augmentation in front of
@@ -7,8 +8,11 @@ it while training (so the delivered model carries no training-only layer).
 Learning rates are given per stage (``schemas.Schedule``: knots at fractions of the stage), so a
 stage shortened to fewer epochs still ends annealed.
 
+Randomness: each stage seeds itself from the run's seed and its own name (``runtime.seed_stage``).
+
 Resuming. ``fit`` keeps a checkpoint folder per stage under ``checkpoint_dir``, named by the stage
-and a fingerprint of everything that defines it (``resume_key`` and the data). A run killed in
+and a fingerprint of everything that defines it: the stage's parameters, the run's seed and
+precision, the model's starting weights and which of them train, and the data. A run killed in
 the middle continues from its last finished epoch (``keras.callbacks.BackupAndRestore``: weights,
 optimizer state and epoch); a stage that finished is not trained again. The folders are removed
 once the pipeline's final model is saved (see ``cifar_kedro.hooks``).
@@ -21,7 +25,9 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +38,8 @@ from cifar_kedro import augmentation as augmentation_module
 from cifar_kedro.datasets import atomic_path
 from cifar_kedro.layers import AlternatingFlip, PiecewiseLinearSchedule
 from cifar_kedro.models import all_layers, calibrate_batchnorm
-from cifar_kedro.schemas import (
-    Augmentation,
-    Distribution,
-    LearningRate,
-    Lookahead,
-    MixedPrecision,
-    OptimizerOptions,
-    Schedule,
-)
+from cifar_kedro.runtime import devices_per_batch, seed_stage
+from cifar_kedro.schemas import Augmentation, LearningRate, Lookahead, Optimizer, Runtime, Schedule, Stage
 from cifar_kedro.splits import Split
 
 logger = logging.getLogger(__name__)
@@ -50,32 +49,7 @@ class TrainingDivergedError(FloatingPointError):
     """The loss became NaN or infinite."""
 
 
-# ---------------------------------------------------------------------------- set-up
-def configure(*, seed: int, mixed_precision: MixedPrecision = None, distribution: Distribution = "none") -> None:
-    """Seed every random generator, set the global dtype policy and how training is spread over
-    devices; call before building a model (its variables are laid out on the devices then).
-
-    ``distribution: data_parallel`` is Keras' ``DataParallel`` over every device
-    ``keras.distribution.list_devices()`` finds: each holds a copy of the weights and takes an
-    equal share of every batch, gradients are summed across them, so ``batch_size`` is the global
-    batch and the learning rates stay as they are.
-    """
-    keras.utils.set_random_seed(seed)
-    keras.mixed_precision.set_global_policy(mixed_precision or "float32")
-    strategy = None
-    if distribution == "data_parallel":
-        devices = keras.distribution.list_devices()
-        strategy = keras.distribution.DataParallel(devices=devices)
-        logger.info("Data-parallel training on %d devices: %s.", len(devices), ", ".join(devices))
-    keras.distribution.set_distribution(strategy)
-
-
-def devices_per_batch() -> int:
-    """How many devices share each batch (1 without a distribution)."""
-    strategy = keras.distribution.distribution()
-    return 1 if strategy is None else int(np.prod(strategy.device_mesh.shape))
-
-
+# ---------------------------------------------------------------------------- optimizer
 def learning_rate_schedule(rate: LearningRate, total_steps: int) -> float | PiecewiseLinearSchedule:
     """A constant rate, or a ``Schedule``'s knots turned from fractions of the stage into steps."""
     if not isinstance(rate, Schedule):
@@ -147,9 +121,9 @@ OPTIMIZERS = {
 }
 
 
-def make_optimizer(options: OptimizerOptions, rate: LearningRate, total_steps: int) -> keras.optimizers.Optimizer:
-    """The optimizer ``options`` name, with ``rate`` over a stage of ``total_steps`` steps."""
-    kwargs: dict[str, Any] = {"learning_rate": learning_rate_schedule(rate, total_steps)}
+def make_optimizer(options: Optimizer, total_steps: int) -> keras.optimizers.Optimizer:
+    """The optimizer ``options`` name, with its learning rate over a stage of ``total_steps`` steps."""
+    kwargs: dict[str, Any] = {"learning_rate": learning_rate_schedule(options.learning_rate, total_steps)}
     if options.weight_decay is not None:
         kwargs["weight_decay"] = options.weight_decay
     if options.name == "sgd":
@@ -187,64 +161,6 @@ def with_augmentation(model: keras.Model, augmentation: Augmentation | None, see
 
 
 # ---------------------------------------------------------------------------- callbacks
-class RaiseOnNaN(keras.callbacks.Callback):
-    """Stop with a clear error as soon as the training loss stops being finite."""
-
-    def __init__(self, stage: str):
-        super().__init__()
-        self.stage = stage
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = float((logs or {}).get("loss", 0.0))
-        if not math.isfinite(loss):
-            raise TrainingDivergedError(
-                f"Training stage '{self.stage}' diverged: the loss became {loss} at epoch {self.epoch + 1}, "
-                f"batch {batch + 1}. Lower the stage's learning rate in the pipeline's parameters (or check "
-                "the input data); no model was saved."
-            )
-
-
-class EpochLog(keras.callbacks.Callback):
-    """Records each epoch's metrics, learning rate, wall time and training throughput.
-
-    With a ``path`` the records are also written there after every epoch; the file survives an
-    interrupted run, so a resumed fit returns the whole history.
-    """
-
-    def __init__(self, path: Path | None, num_train: int):
-        super().__init__()
-        self.path = path
-        self.num_train = num_train
-        self.records: dict[int, dict[str, float]] = {}
-        if path is not None and path.exists():
-            self.records = {r["epoch"]: r for r in json.loads(path.read_text())}
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = self.train_end = time.perf_counter()
-
-    def on_test_begin(self, logs=None):
-        self.train_end = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        now = time.perf_counter()
-        train_seconds = (self.train_end if self.train_end > self.start else now) - self.start
-        record = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
-        record["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        record["seconds"] = now - self.start
-        record["images_per_second"] = self.num_train / max(train_seconds, 1e-9)
-        self.records = {e: r for e, r in self.records.items() if e <= epoch} | {epoch + 1: record}
-        if self.path is not None:
-            _write_json_atomic(self.path, self.history)
-
-    @property
-    def history(self) -> list[dict[str, float]]:
-        return [self.records[e] for e in sorted(self.records)]
-
-
 def _clock(seconds: float) -> str:
     seconds = max(int(round(seconds)), 0)
     hours, rest = divmod(seconds, 3600)
@@ -252,19 +168,29 @@ def _clock(seconds: float) -> str:
 
 
 class Progress(keras.callbacks.Callback):
-    """Progress a person can follow, as log lines (Kedro's rich console and plain log files alike).
+    """Times each epoch, logs progress a person can follow, and records the epoch.
 
-    While an epoch runs, a line every ``every_seconds``: batch, images/s, running loss and
-    accuracy, time left in the epoch and in the stage. After each epoch, a summary with the
-    validation metrics and the learning rate. Throughput and time left count training batches
-    only; the stage estimate adds the last epoch's validation time.
+    While an epoch runs, a log line every ``every_seconds``: batch, images/s, running loss and
+    accuracy, time left in the epoch and in the stage. After each epoch, a summary, and a record:
+    ``epoch`` (1-based), Keras' logs (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``),
+    ``learning_rate``, ``seconds`` and ``images_per_second`` (training batches only). With a
+    ``path`` the records are written there after every epoch, so a resumed fit returns the whole
+    history.
     """
 
-    def __init__(self, stage: str, num_train: int, batch_size: int, every_seconds: float = 30.0):
+    def __init__(self, stage: str, num_train: int, batch_size: int, path: Path | None = None,
+                 every_seconds: float = 30.0):
         super().__init__()
         self.stage, self.num_train, self.batch_size, self.every = stage, num_train, batch_size, every_seconds
-        self.log = logging.getLogger(__name__)
+        self.path = path
+        self.records: dict[int, dict[str, float]] = {}
+        if path is not None and path.exists():
+            self.records = {r["epoch"]: r for r in json.loads(path.read_text())}
         self.validation_seconds = 0.0
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        return [self.records[e] for e in sorted(self.records)]
 
     def on_train_begin(self, logs=None):
         self.epochs = int(self.params.get("epochs") or 1)
@@ -287,7 +213,7 @@ class Progress(keras.callbacks.Callback):
         epoch_left = per_step * (self.steps - batch - 1)
         stage_left = epoch_left + (self.epochs - self.epoch - 1) * (per_step * self.steps + self.validation_seconds)
         logs = logs or {}
-        self.log.info(
+        logger.info(
             "%s · epoch %d/%d · batch %d/%d (%d%%) · %.0f img/s · loss %.4f · accuracy %.4f · epoch left %s · stage left %s",
             self.stage, self.epoch + 1, self.epochs, batch + 1, self.steps, 100 * (batch + 1) / self.steps,
             self.batch_size / per_step, float(logs.get("loss", math.nan)), float(logs.get("accuracy", math.nan)),
@@ -295,21 +221,25 @@ class Progress(keras.callbacks.Callback):
         )
 
     def on_test_begin(self, logs=None):
-        self.train_seconds = time.perf_counter() - self.epoch_start
+        if self.train_seconds is None:
+            self.train_seconds = time.perf_counter() - self.epoch_start
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self.epoch_start
         train_seconds = self.train_seconds or seconds
         self.validation_seconds = seconds - train_seconds
-        logs = logs or {}
-        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        self.log.info(
+        record = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        record["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        record |= {"seconds": seconds, "images_per_second": self.num_train / max(train_seconds, 1e-9)}
+        self.records = {e: r for e, r in self.records.items() if e <= epoch} | {epoch + 1: record}
+        if self.path is not None:
+            _write_json_atomic(self.path, self.history)
+        logger.info(
             "%s · epoch %d/%d done in %s · %.0f img/s · loss %.4f · accuracy %.4f · val_loss %.4f · "
             "val_accuracy %.4f · learning rate %.3g · stage left %s",
-            self.stage, epoch + 1, self.epochs, _clock(seconds), self.num_train / max(train_seconds, 1e-9),
-            float(logs.get("loss", math.nan)), float(logs.get("accuracy", math.nan)),
-            float(logs.get("val_loss", math.nan)), float(logs.get("val_accuracy", math.nan)), rate,
-            _clock((self.epochs - epoch - 1) * seconds),
+            self.stage, epoch + 1, self.epochs, _clock(seconds), record["images_per_second"],
+            record.get("loss", math.nan), record.get("accuracy", math.nan), record.get("val_loss", math.nan),
+            record.get("val_accuracy", math.nan), record["learning_rate"], _clock((self.epochs - epoch - 1) * seconds),
         )
 
 
@@ -397,82 +327,104 @@ def fit(
     model: keras.Model,
     train: tuple[np.ndarray, np.ndarray],
     validation: tuple[np.ndarray, np.ndarray],
+    stage: Stage,
     *,
-    stage: str,
-    epochs: int,
-    batch_size: int,
-    optimizer: OptimizerOptions,
-    learning_rate: LearningRate,
-    augmentation: Augmentation | None = None,
-    label_smoothing: float = 0.0,
-    lookahead: Lookahead | None = None,
-    jit_compile: bool | str = "auto",
-    seed: int | None = None,
+    name: str,
+    runtime: Runtime,
     checkpoint_dir: str | os.PathLike | None = None,
-    resume_key: Any = None,
     batchnorm_calibration_images: int = 0,
-    extra_callbacks: list[keras.callbacks.Callback] = (),
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> list[dict[str, float]]:
-    """Train ``model`` on ``train`` = (inputs, int labels), validating every epoch.
+    """Train ``model`` for one ``stage`` on ``train`` = (inputs, int labels), validating every epoch;
+    returns one record per epoch (``Progress``).
 
-    ``augmentation`` runs in front of the model during training only (``with_augmentation``);
-    ``learning_rate`` is a number or a ``Schedule`` over this stage's ``epochs``; ``lookahead``
-    keeps an average of the weights (``LookaheadEMA``); with ``batchnorm_calibration_images``, that
-    many training images recalibrate the BatchNorm statistics before each validation and at the end
-    (``CalibrateBatchNorm``). Returns one
-    record per epoch: ``epoch`` (1-based), ``loss``, ``accuracy``, ``val_loss``,
-    ``val_accuracy``, ``learning_rate``, ``seconds``, ``images_per_second``. With a
-    ``checkpoint_dir`` the stage resumes after an interruption and is skipped once finished.
+    ``name`` names the stage in logs and checkpoints, and seeds it (``runtime.seed_stage``).
+    ``stage.augmentation`` runs in front of the model during training only; ``stage.lookahead``
+    keeps an average of the weights (``LookaheadEMA``); with ``batchnorm_calibration_images``,
+    that many training images recalibrate the BatchNorm statistics before each validation and at
+    the end (``CalibrateBatchNorm``). With a ``checkpoint_dir`` the stage resumes after an
+    interruption and is skipped once finished. ``callbacks`` are more Keras callbacks, called after
+    the loop's own progress record.
     """
-    (x_train, y_train), (x_val, y_val) = train, validation
-    devices = devices_per_batch()
-    if batch_size % devices:
-        raise ValueError(f"Stage '{stage}': batch_size {batch_size} does not split evenly over the {devices} devices "
-                         f"of distribution: data_parallel; set the stage's batch_size to a multiple of {devices}.")
-    if len(x_train) % devices:  # so that the last, partial batch splits evenly too
-        logger.info("Stage '%s': %d of %d training images left out, to share every batch between %d devices.",
-                    stage, len(x_train) % devices, len(x_train), devices)
-        x_train, y_train = x_train[: len(x_train) - len(x_train) % devices], y_train[: len(y_train) - len(y_train) % devices]
-    num_classes = model.output_shape[-1]
-    total_steps = epochs * math.ceil(len(x_train) / batch_size)
-    trainer = with_augmentation(model, augmentation, seed)
-    compile_model(trainer, make_optimizer(optimizer, learning_rate, total_steps), label_smoothing=label_smoothing,
-                  jit_compile=jit_compile)
-
-    stage_dir = _stage_dir(checkpoint_dir, stage, resume_key, x_train, y_train) if checkpoint_dir else None
+    seed = seed_stage(runtime.seed, name)
+    (x_train, y_train), (x_val, y_val) = _shared_evenly(name, stage.batch_size, *train), validation
+    stage_dir = _stage_dir(checkpoint_dir, name, _resume_key(model, stage, runtime, batchnorm_calibration_images),
+                           x_train, y_train) if checkpoint_dir else None
+    trainer = with_augmentation(model, stage.augmentation, seed)
+    total_steps = stage.epochs * math.ceil(len(x_train) / stage.batch_size)
+    compile_model(trainer, make_optimizer(stage.optimizer, total_steps), label_smoothing=stage.label_smoothing,
+                  jit_compile=runtime.jit_compile)
     if stage_dir is not None and (stage_dir / "done.json").exists():
-        logger.info("Stage '%s' already finished in %s: loading its weights instead of training.", stage, stage_dir)
+        logger.info("Stage '%s' already finished in %s: loading its weights instead of training.", name, stage_dir)
         return _load_finished(trainer, stage_dir)
 
-    log = EpochLog(stage_dir / "epochs.json" if stage_dir else None, len(x_train))
-    callbacks = [RaiseOnNaN(stage), Progress(stage, len(x_train), batch_size), *extra_callbacks, log]
-    callbacks += [StopTraining(pattern, n) for pattern, n in optimizer.trains_for_epochs.items()]
-    epoch_aware = [layer for layer in all_layers(trainer) if isinstance(layer, AlternatingFlip)]
-    callbacks += [SetEpoch(epoch_aware)] if epoch_aware else []
-    callbacks += [LookaheadEMA(lookahead)] if lookahead is not None else []
+    progress = Progress(name, len(x_train), stage.batch_size, stage_dir / "epochs.json" if stage_dir else None)
+    callbacks = [keras.callbacks.TerminateOnNaN(), progress, *callbacks, *_stage_callbacks(trainer, stage)]
     if batchnorm_calibration_images:  # after Lookahead, whose last average it recalibrates
         chosen = np.random.default_rng(seed).permutation(len(x_train))[:batchnorm_calibration_images]
-        callbacks.append(CalibrateBatchNorm(model, x_train[np.sort(chosen)], batch_size))
-    if stage_dir is not None:
-        # After the log, so that an epoch in the backup is always in the log too.
+        callbacks.append(CalibrateBatchNorm(model, x_train[np.sort(chosen)], stage.batch_size))
+    if stage_dir is not None:  # after Progress, so that an epoch in the backup is always in the log too
         callbacks.append(keras.callbacks.BackupAndRestore(str(stage_dir / "backup")))
 
-    logger.info("Stage '%s': %d epochs of %d images, batch %d.", stage, epochs, len(x_train), batch_size)
-    trainer.fit(
-        x_train,
-        one_hot(y_train, num_classes),
-        validation_data=_padded_to(devices, x_val, one_hot(y_val, num_classes)),
-        epochs=epochs,
-        batch_size=batch_size,
-        shuffle=True,
-        callbacks=callbacks,
-        verbose=0,
-    )
+    logger.info("Stage '%s': %d epochs of %d images, batch %d.", name, stage.epochs, len(x_train), stage.batch_size)
+    num_classes = model.output_shape[-1]
+    trainer.fit(x_train, one_hot(y_train, num_classes), batch_size=stage.batch_size, epochs=stage.epochs,
+                validation_data=_padded_to(devices_per_batch(), x_val, one_hot(y_val, num_classes)),
+                shuffle=True, callbacks=callbacks, verbose=0)
+    _raise_if_diverged(name, progress.history, stage_dir)
     if stage_dir is not None:
         np.savez(stage_dir / "weights.npz", *trainer.get_weights())
-        _write_json_atomic(stage_dir / "done.json", log.history)
-    warn_if_validation_fell(stage, log.history)
-    return log.history
+        _write_json_atomic(stage_dir / "done.json", progress.history)
+    warn_if_validation_fell(name, progress.history)
+    return progress.history
+
+
+def _stage_callbacks(trainer: keras.Model, stage: Stage) -> list[keras.callbacks.Callback]:
+    """What the stage's recipe adds to the loop: variables that stop training, epoch-aware
+    augmentation, Lookahead."""
+    callbacks = [StopTraining(pattern, n) for pattern, n in stage.optimizer.trains_for_epochs.items()]
+    epoch_aware = [layer for layer in all_layers(trainer) if isinstance(layer, AlternatingFlip)]
+    callbacks += [SetEpoch(epoch_aware)] if epoch_aware else []
+    callbacks += [LookaheadEMA(stage.lookahead)] if stage.lookahead is not None else []
+    return callbacks
+
+
+def _shared_evenly(name: str, batch_size: int, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The training set, less the images that would not split evenly over the devices."""
+    devices = devices_per_batch()
+    if batch_size % devices:
+        raise ValueError(f"Stage '{name}': batch_size {batch_size} does not split evenly over the {devices} devices "
+                         f"of distribution: data_parallel; set the stage's batch_size to a multiple of {devices}.")
+    if len(x) % devices:  # so that the last, partial batch splits evenly too
+        logger.info("Stage '%s': %d of %d training images left out, to share every batch between %d devices.",
+                    name, len(x) % devices, len(x), devices)
+    keep = len(x) - len(x) % devices
+    return x[:keep], y[:keep]
+
+
+def _raise_if_diverged(name: str, history: list[dict[str, float]], stage_dir: Path | None) -> None:
+    """After ``keras.callbacks.TerminateOnNaN`` stopped a stage: a clear error, and no checkpoint
+    of the broken weights left to resume from."""
+    bad = next((r for r in history if not math.isfinite(r.get("loss", 0.0))), None)
+    if bad is None:
+        return
+    if stage_dir is not None:
+        shutil.rmtree(stage_dir, ignore_errors=True)
+    raise TrainingDivergedError(
+        f"Training stage '{name}' diverged: the loss became {bad['loss']} in epoch {bad['epoch']}. Lower the "
+        "stage's learning rate in the pipeline's parameters (or check the input data); no model was saved."
+    )
+
+
+def _resume_key(model: keras.Model, stage: Stage, runtime: Runtime, calibration_images: int) -> dict[str, Any]:
+    """Everything besides the data that defines what a stage trains: its parameters, the run's
+    seed and precision, and the model it starts from (its weights, and which of them train)."""
+    weights = hashlib.sha256()
+    for variable in model.weights:
+        weights.update(memoryview(np.ascontiguousarray(keras.ops.convert_to_numpy(variable))))
+    return {"stage": stage.model_dump(mode="json"), "runtime": runtime.model_dump(mode="json", include={"seed", "precision"}),
+            "weights": weights.hexdigest(), "trainable": [v.trainable for v in model.weights],
+            "batchnorm_calibration_images": calibration_images}
 
 
 # Validation accuracy this far below its best epoch at the end of a stage gets a warning.
@@ -500,9 +452,9 @@ def warn_if_validation_fell(stage: str, history: list[dict[str, float]]) -> None
 
 def _stage_dir(checkpoint_dir, stage: str, resume_key: Any, x: np.ndarray, y: np.ndarray) -> Path:
     digest = hashlib.sha256(json.dumps(resume_key, sort_keys=True, default=str).encode())
-    digest.update(np.ascontiguousarray(x).tobytes())
+    digest.update(memoryview(np.ascontiguousarray(x)))  # no copy of a large array
     digest.update(np.asarray(y, dtype=np.int64).tobytes())
-    path = Path(checkpoint_dir) / f"{stage}-{digest.hexdigest()[:16]}"
+    path = Path(checkpoint_dir) / f"{stage.replace('/', '-')}-{digest.hexdigest()[:16]}"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

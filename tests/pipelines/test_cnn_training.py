@@ -9,7 +9,9 @@ import yaml
 
 from cifar_kedro.pipelines.cnn_training import nodes
 from cifar_kedro.pipelines.cnn_training.schema import CNNTrainingParams
-from tests.conftest import PROJECT_ROOT, synthetic_splits
+from tests.conftest import PROJECT_ROOT, runtime, synthetic_splits
+
+RUNTIME = runtime()
 
 
 def raw_params() -> dict:
@@ -27,7 +29,7 @@ def splits(tmp_path_factory):
 
 
 def build(p: CNNTrainingParams, train, names):
-    return nodes.build_model(names, nodes.input_statistics(train, p), p)
+    return nodes.build_model(names, nodes.input_statistics(train, p), p, RUNTIME)
 
 
 def narrow_resnet9(epochs: int) -> CNNTrainingParams:
@@ -43,7 +45,7 @@ def narrow_resnet9(epochs: int) -> CNNTrainingParams:
 def test_default_resnet9_learns_the_demo_data_and_records_its_schedule(splits):
     train, validation, names = splits
     p = narrow_resnet9(epochs=3)
-    model, history = nodes.train_model(build(p, train, names), train, validation, names, p)
+    model, history = nodes.train_model(build(p, train, names), train, validation, names, p, RUNTIME)
     metrics = nodes.validation_metrics(model, validation, 256)
     assert metrics["val_accuracy"] > 0.6  # chance is 0.1
     # One cycle: the recorded end-of-epoch learning rates follow the recipe's knots.
@@ -68,7 +70,7 @@ def test_seed_cnn_is_the_study_recipe(splits):
     model = build(p, train, names)
     assert model.count_params() == 622_282
     p = params(architecture="seed_cnn", seed_cnn=raw_params()["seed_cnn"] | {"epochs": 1})
-    delivered, history = nodes.train_model(model, train, validation, names, p)
+    delivered, history = nodes.train_model(model, train, validation, names, p, RUNTIME)
     assert delivered is model  # no test-time augmentation in the study's recipe
     assert history["params_total"] == 622_282 and history["params_trainable"] == 622_282 - 960
 
@@ -77,7 +79,7 @@ def test_delivered_models_hold_no_training_layers(splits):
     """Augmentation (and its custom cutout layer) trains the model but is not delivered with it."""
     train, validation, names = splits
     p = narrow_resnet9(epochs=1)
-    delivered, _ = nodes.train_model(build(p, train, names), train, validation, names, p)
+    delivered, _ = nodes.train_model(build(p, train, names), train, validation, names, p, RUNTIME)
 
     def layer_types(model):
         for layer in model.layers:

@@ -15,7 +15,7 @@ import yaml
 
 from cifar_kedro.pipelines.cnn_training import nodes
 from cifar_kedro.pipelines.cnn_training.schema import CNNTrainingParams
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, runtime
 
 SIZE = 64  # as conf/images resizes a folder's pictures
 IMAGES_PER_CLASS = 150
@@ -70,8 +70,8 @@ def test_every_block_learns_a_small_folder_of_two_classes(architecture, folder_s
     train, validation, test = folder_splits
     params = block(architecture)
     names = ["vertical", "horizontal"]
-    model = nodes.build_model(names, nodes.input_statistics(train, params), params)
-    delivered, history = nodes.train_model(model, train, validation, names, params)
+    model = nodes.build_model(names, nodes.input_statistics(train, params), params, runtime())
+    delivered, history = nodes.train_model(model, train, validation, names, params, runtime())
     accuracy = {split: nodes.validation_metrics(delivered, data, 128)["val_accuracy"]
                 for split, data in (("validation", validation), ("test", test))}
     assert min(accuracy.values()) > ACCURACY_BAR, (accuracy, [r["val_accuracy"] for r in history["epochs"]])

@@ -14,18 +14,30 @@ from cifar_kedro import models
 from cifar_kedro.pipelines.transfer_training import nodes
 from cifar_kedro.pipelines.transfer_training.schema import TransferTrainingParams
 from tests import conftest
-from tests.conftest import PROJECT_ROOT, run_session, versions
+from tests.conftest import PROJECT_ROOT, deep_merge, run_session, runtime, versions
 
 SIZE, ALPHA = 32, 0.35  # a small MobileNetV2 stands in for the 96 px, alpha 1 study model
 
 
+RUNTIME = runtime()
+
+
+def stages(head_epochs: int = 1, fine_tune_epochs: int = 1, head_learning_rate: float | None = None) -> dict:
+    """The two stages' lengths (and the head's learning rate), as nested parameter overrides."""
+    head = {"epochs": head_epochs, "batch_size": 64}
+    if head_learning_rate is not None:
+        head["optimizer"] = {"learning_rate": head_learning_rate}
+    return {"head": head, "fine_tune": {"epochs": fine_tune_epochs, "batch_size": 64}}
+
+
 def base_params(**overrides) -> TransferTrainingParams:
+    """conf/base's parameters on a small model and short stages, with ``overrides`` merged in."""
     params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_transfer_training.yml").read_text())
-    params = params["transfer_training"] | {
-        "image_size": SIZE, "alpha": ALPHA, "weights": "none", "batch_size": 64, "checkpoint_dir": None,
-        "head_epochs": 1, "fine_tune_epochs": 1, "cache_features": True,
-    }
-    return TransferTrainingParams.model_validate(params | overrides)
+    params = deep_merge(params["transfer_training"], {
+        "image_size": SIZE, "alpha": ALPHA, "weights": "none", "checkpoint_dir": None, "cache_features": True,
+        **stages(),
+    })
+    return TransferTrainingParams.model_validate(deep_merge(params, overrides))
 
 
 def synthetic_splits(tmp_path, seed: int, images_per_batch: int):
@@ -54,9 +66,9 @@ def pretrain_backbone(images: np.ndarray, labels: np.ndarray, path, epochs: int)
 
 
 def head_and_fine_tune(train, validation, names, params):
-    model = nodes.build_model(train, names, params)
-    model, head = nodes.train_head(model, train, validation, params)
-    return nodes.fine_tune(model, head, train, validation, names, params)
+    model = nodes.build_model(train, names, params, RUNTIME)
+    model, head = nodes.train_head(model, train, validation, params, RUNTIME)
+    return nodes.fine_tune(model, head, train, validation, names, params, RUNTIME)
 
 
 def test_pretrained_features_transfer_and_fine_tuning_keeps_them(tmp_path):
@@ -73,8 +85,8 @@ def test_pretrained_features_transfer_and_fine_tuning_keeps_them(tmp_path):
     weights = pretrain_backbone(source_train["images"], source_train["labels"],
                                 tmp_path / "source_backbone.weights.h5", epochs=12)
     train, validation, names = synthetic_splits(tmp_path, seed=2, images_per_batch=200)
-    settings = dict(head_epochs=15, head_learning_rate=1e-2, fine_tune_epochs=2,
-                    fine_tune_experiments=[{"fine_tune_at": 100, "learning_rate": 1e-4}])
+    settings = dict(**stages(head_epochs=15, fine_tune_epochs=2, head_learning_rate=1e-2),
+                    fine_tune_experiments=[{"at": 100, "learning_rate": 1e-4}])
 
     _, pretrained = head_and_fine_tune(train, validation, names, base_params(weights=weights, **settings))
     # The control only needs its head stage: the comparison is between the heads.
@@ -93,8 +105,8 @@ def test_pretrained_features_transfer_and_fine_tuning_keeps_them(tmp_path):
 def test_fine_tune_keeps_the_best_experiment_and_records_all(tmp_path):
     train, validation, names = synthetic_splits(tmp_path, seed=3, images_per_batch=60)
     params = base_params(fine_tune_experiments=[
-        {"fine_tune_at": 100, "learning_rate": 1e-9},  # learns nothing
-        {"fine_tune_at": 0, "learning_rate": 3e-3, "epochs": 2},
+        {"at": 100, "learning_rate": 1e-9},  # learns nothing
+        {"at": 0, "learning_rate": 3e-3, "epochs": 2},
     ])
     model, history = head_and_fine_tune(train, validation, names, params)
     experiments = {e["name"]: e for e in history["experiments"]}
@@ -123,24 +135,24 @@ def test_without_experiments_the_head_trained_model_is_delivered(tmp_path):
 def test_head_without_cached_features_trains_through_the_whole_model(tmp_path):
     train, validation, names = synthetic_splits(tmp_path, seed=5, images_per_batch=40)
     params = base_params(cache_features=False)
-    model = nodes.build_model(train, names, params)
+    model = nodes.build_model(train, names, params, RUNTIME)
     before = copy.deepcopy(model.get_layer("classifier").get_weights())
-    _, head = nodes.train_head(model, train, validation, params)
+    _, head = nodes.train_head(model, train, validation, params, RUNTIME)
     assert len(head["epochs"]) == 1
     assert not np.allclose(model.get_layer("classifier").get_weights()[0], before[0])
 
 
-FAST = {"head_epochs": 1, "fine_tune_epochs": 1}
+FAST = stages()
 
 
 def test_a_failed_run_saves_no_model_and_the_rerun_resumes(project):
     run_session(project, "demo", pipeline_names=["data_processing"])
-    bad = {**FAST, "fine_tune_experiments": [{"fine_tune_at": 999}]}
-    with pytest.raises(ValueError, match="fine_tune_at=999"):
+    bad = {**FAST, "fine_tune_experiments": [{"at": 999}]}
+    with pytest.raises(ValueError, match="at=999"):
         run_session(project, "demo", {"transfer_training": bad}, pipeline_names=["transfer_training"])
     assert versions(project, "data/06_models/transfer_model.keras") == []
     checkpoints = project / "data/06_models/checkpoints/demo/transfer_training"
-    [head_stage] = [p for p in checkpoints.iterdir() if p.name.startswith("head-")]
+    [head_stage] = [p for p in checkpoints.iterdir() if p.name.startswith("transfer_training-head-")]
     finished_head = json.loads((head_stage / "done.json").read_text())  # kept for the rerun
 
     run_session(project, "demo", {"transfer_training": FAST}, pipeline_names=["transfer_training"])

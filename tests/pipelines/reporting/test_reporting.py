@@ -33,7 +33,7 @@ from cifar_kedro.report_datasets import SAVE_VERSION, FigureDataset, VersionedTe
 PROJECT = Path(__file__).resolve().parents[3]
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 N_TEST = 60
-MODELS = ("transfer", "cnn")
+from cifar_kedro.study import MODELS  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- fake inputs
@@ -127,6 +127,7 @@ def _input_datasets(inputs: dict) -> dict:
         "params:reporting": inputs["params"],
         "params:transfer_training": {"epochs_head": 2, "epochs_fine_tune": 2},
         "params:cnn_training": {"epochs": 3},
+        "params:runtime": {"seed": 42, "precision": "float32"},
     }
     for m in MODELS:
         data[f"{m}_history"] = inputs["histories"][m]
@@ -316,7 +317,7 @@ def test_report_contains_each_model_row_and_sections(inputs, memory_run):
     metadata = memory_run.load("run_metadata")
     assert metadata["data"]["test_split_matches_manifest"] is True
     assert metadata["keras_backend"] == keras.backend.backend()
-    assert set(metadata["parameters"]) == {"reporting", "transfer_training", "cnn_training"}
+    assert set(metadata["parameters"]) == {"reporting", "runtime", "transfer_training", "cnn_training"}
 
 
 def test_manifest_mismatch_is_reported(inputs):

@@ -9,6 +9,8 @@ import keras
 import numpy as np
 
 from cifar_kedro import models, training
+from cifar_kedro.runtime import seed_stage
+from cifar_kedro.schemas import Runtime
 from cifar_kedro.splits import Split
 from cifar_kedro.training import validation_metrics
 
@@ -41,10 +43,10 @@ def input_statistics(train: Split, params: CNNTrainingParams) -> dict[str, np.nd
             "whitening_kernel": kernel, "whitening_eigenvalues": eigenvalues}
 
 
-def build_model(class_names: list[str], statistics: dict[str, np.ndarray], params: CNNTrainingParams) -> keras.Model:
+def build_model(class_names: list[str], statistics: dict[str, np.ndarray], params: CNNTrainingParams,
+                runtime: Runtime) -> keras.Model:
     """The chosen architecture's network (``params.architecture``), on uint8 images."""
-    training.configure(seed=params.seed, mixed_precision=params.mixed_precision,
-                       distribution=params.distribution)
+    seed_stage(runtime.seed, "cnn_training/build")
     network = params.recipe.network.model_dump(exclude={"whitening"})
     common = {"num_classes": len(class_names), "input_shape": tuple(int(n) for n in statistics["image_shape"])}
     normalization = {"channel_mean": statistics["channel_mean"], "channel_std": statistics["channel_std"]}
@@ -57,33 +59,16 @@ def build_model(class_names: list[str], statistics: dict[str, np.ndarray], param
 
 
 def train_model(
-    model: keras.Model, train: Split, validation: Split, class_names: list[str], params: CNNTrainingParams
+    model: keras.Model, train: Split, validation: Split, class_names: list[str], params: CNNTrainingParams,
+    runtime: Runtime,
 ) -> tuple[keras.Model, dict[str, Any]]:
     """Train with the architecture's recipe; with ``tta_flip`` (and ``tta_translate``) the
     delivered model averages its predictions over mirrored (and shifted) views of each image."""
     recipe = params.recipe
     start = time.perf_counter()
-    records = training.fit(
-        model,
-        (train["images"], train["labels"]),
-        (validation["images"], validation["labels"]),
-        stage="train",
-        epochs=recipe.epochs,
-        batch_size=recipe.batch_size,
-        optimizer=recipe.optimizer,
-        learning_rate=recipe.optimizer.learning_rate,
-        augmentation=recipe.augmentation,
-        label_smoothing=recipe.label_smoothing,
-        lookahead=recipe.lookahead,
-        jit_compile=params.jit_compile,
-        seed=params.seed,
-        checkpoint_dir=params.checkpoint_dir,
-        resume_key={"architecture": params.architecture, "seed": params.seed,
-                    "mixed_precision": params.mixed_precision,
-                    "batchnorm_calibration_images": params.batchnorm_calibration_images,
-                    **recipe.model_dump(mode="json")},
-        batchnorm_calibration_images=params.batchnorm_calibration_images,
-    )
+    records = training.fit(model, (train["images"], train["labels"]), (validation["images"], validation["labels"]),
+                           recipe, name="cnn_training/train", runtime=runtime, checkpoint_dir=params.checkpoint_dir,
+                           batchnorm_calibration_images=params.batchnorm_calibration_images)
     seconds = time.perf_counter() - start
     tta = recipe.tta_flip or recipe.tta_translate
     delivered = models.with_tta(model, flip=recipe.tta_flip, translate=recipe.tta_translate) if tta else model

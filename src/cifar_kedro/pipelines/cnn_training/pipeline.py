@@ -16,13 +16,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 build_model,
-                ["class_names", "cnn_input_statistics", "params:cnn_training"],
+                ["class_names", "cnn_input_statistics", "params:cnn_training", "params:runtime"],
                 "cnn_untrained",
                 name="build_cnn_model",
             ),
             Node(
                 train_model,
-                ["cnn_untrained", "train_split", "validation_split", "class_names", "params:cnn_training"],
+                ["cnn_untrained", "train_split", "validation_split", "class_names", "params:cnn_training",
+                 "params:runtime"],
                 ["cnn_model", "cnn_history"],
                 name="train_cnn_model",
             ),

@@ -1,6 +1,7 @@
 """Parameters of the cnn_training pipeline (conf/base/parameters_cnn_training.yml).
 
-``architecture`` picks one block; each block is a network and its own training recipe.
+``architecture`` picks one block; each block is a network and its own training recipe: one
+``schemas.Stage`` (the same shape as the transfer model's stages) plus test-time augmentation.
 """
 
 from __future__ import annotations
@@ -9,32 +10,16 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from cifar_kedro.schemas import (
-    Augmentation,
-    Fraction,
-    Distribution,
-    JitCompile,
-    Lookahead,
-    MixedPrecision,
-    Optimizer,
-    Params,
-    PositiveInt,
-)
+from cifar_kedro.schemas import Fraction, Params, PositiveInt, Stage
 
 Positive = Annotated[float, Field(gt=0.0)]
 
 
-class Recipe(Params):
-    """What every block has besides its network."""
+class Recipe(Stage):
+    """A block's training stage, and what the delivered model averages over at test time."""
 
-    epochs: PositiveInt
-    batch_size: PositiveInt
-    optimizer: Optimizer
-    label_smoothing: Fraction = 0.0
-    augmentation: Augmentation = Augmentation()
     tta_flip: bool = False  # the delivered model averages each image with its mirror image
     tta_translate: Annotated[int, Field(ge=0)] = 0  # … and with both shifted this many pixels (airbench)
-    lookahead: Lookahead | None = None  # an average of the weights, kept while training
 
 
 class SeedCNNNetwork(Params):
@@ -58,18 +43,18 @@ class ResNet9(Recipe):
 
 
 class Whitening(Params):
-    kernel_size: PositiveInt = 2
-    epsilon: Positive = 5.0e-4
-    images: PositiveInt = 5000  # training images whose patches give the statistics
+    kernel_size: PositiveInt
+    epsilon: Positive
+    images: PositiveInt  # training images whose patches give the statistics
 
 
 class AirbenchNetwork(Params):
     widths: list[PositiveInt] = Field(min_length=1)
     convs_per_block: Annotated[int, Field(ge=2)]
-    residual: bool = False
+    residual: bool
     bn_momentum: Fraction
     logit_scale: Positive
-    whitening: Whitening = Whitening()
+    whitening: Whitening
 
 
 class Airbench(Recipe):
@@ -78,7 +63,6 @@ class Airbench(Recipe):
 
 class CNNTrainingParams(Params):
     architecture: Literal["airbench94", "airbench96", "resnet9", "seed_cnn"]
-    seed: int
     airbench94: Airbench
     airbench96: Airbench
     resnet9: ResNet9
@@ -87,10 +71,7 @@ class CNNTrainingParams(Params):
     # Training images that recalibrate the BatchNorm statistics before each validation and at the
     # end (training.CalibrateBatchNorm); 0 keeps the moving statistics as training left them.
     batchnorm_calibration_images: Annotated[int, Field(ge=0)]
-    mixed_precision: MixedPrecision = None
-    jit_compile: JitCompile = "auto"
-    distribution: Distribution = "none"
-    checkpoint_dir: str | None = None  # per-epoch checkpoints of an unfinished run
+    checkpoint_dir: str | None = None  # per-epoch checkpoints of an unfinished run; None: off
 
     @property
     def recipe(self) -> Airbench | ResNet9 | SeedCNN:

@@ -3,9 +3,9 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import plot_contact_sheet, predict_new_images, read_new_images
+from cifar_kedro.study import MODELS
 
-MODELS = ("transfer", "cnn")
+from .nodes import plot_contact_sheet, predict_new_images, read_new_images
 
 
 def template() -> Pipeline:

@@ -4,7 +4,7 @@ Per model, one modular pipeline instantiated under the model's namespace (kedro-
 collapsible group): predict the test split once → test metrics and per-class report → summary →
 plots (confusion matrix, sample predictions, training curves, augmentation examples). Its inputs
 and outputs are the catalog's ``<model>_…`` datasets, so another model needs only its name in
-``MODELS``. Across models: the comparison table, a paired significance test, the fine-tune
+``cifar_kedro.study.MODELS``. Across models: the comparison table, a paired significance test, the fine-tune
 variants, the run metadata, and the report (markdown linking the plots, HTML embedding them).
 """
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
-from . import nodes, plots, report
+from cifar_kedro.study import MODELS, TRAINED_BY
 
-MODELS = ("transfer", "cnn")
+from . import nodes, plots, report
 MODEL_INPUTS = ("model", "history", "validation_metrics")  # <model>_<input> in the catalog
 SHARED_INPUTS = {"test_split", "class_names"}
 MODEL_OUTPUTS = ("test_predictions", "test_metrics", "classification_report", "summary", *report.MODEL_FIGURES)
@@ -95,7 +95,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "data_manifest": "data_manifest",
                 "test_split": "test_split",
                 "reporting": "params:reporting",
-                **{f"{model}_training": f"params:{model}_training" for model in MODELS},
+                "runtime": "params:runtime",
+                **{pipeline: f"params:{pipeline}" for pipeline in TRAINED_BY.values()},
             },
             outputs="run_metadata",
             name="collect_run_metadata",

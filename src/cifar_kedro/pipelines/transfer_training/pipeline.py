@@ -10,13 +10,13 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 build_model,
-                ["train_split", "class_names", "params:transfer_training"],
+                ["train_split", "class_names", "params:transfer_training", "params:runtime"],
                 "transfer_untrained",
                 name="build_transfer_model",
             ),
             Node(
                 train_head,
-                ["transfer_untrained", "train_split", "validation_split", "params:transfer_training"],
+                ["transfer_untrained", "train_split", "validation_split", "params:transfer_training", "params:runtime"],
                 ["transfer_head_model", "transfer_head_history"],
                 name="train_transfer_head",
             ),
@@ -29,6 +29,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "validation_split",
                     "class_names",
                     "params:transfer_training",
+                    "params:runtime",
                 ],
                 ["transfer_model", "transfer_history"],
                 name="fine_tune_transfer_model",

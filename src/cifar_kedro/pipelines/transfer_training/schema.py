@@ -1,4 +1,8 @@
-"""Parameters of the transfer_training pipeline (conf/base/parameters_transfer_training.yml)."""
+"""Parameters of the transfer_training pipeline (conf/base/parameters_transfer_training.yml).
+
+Two stages of the one ``schemas.Stage`` shape: ``head`` (the new head on the frozen base) and
+``fine_tune`` (plus where the unfrozen layers begin and what their BatchNormalization does).
+"""
 
 from __future__ import annotations
 
@@ -6,57 +10,47 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from cifar_kedro.schemas import (
-    Augmentation,
-    Fraction,
-    Distribution,
-    JitCompile,
-    LearningRate,
-    MixedPrecision,
-    OptimizerOptions,
-    Params,
-    PositiveInt,
-)
+from cifar_kedro.schemas import Fraction, LearningRate, Params, PositiveInt, Stage
+
+LayerIndex = Annotated[int, Field(ge=0)]
+
+
+class FineTune(Stage):
+    at: LayerIndex  # backbone layers before this index stay frozen
+    # frozen: BatchNormalization keeps its ImageNet statistics; train: the unfrozen ones learn theirs.
+    batchnorm: Literal["frozen", "train"]
+    batchnorm_momentum: Fraction
 
 
 class FineTuneExperiment(Params):
-    """One fine-tuning setting; what it leaves out comes from the ``fine_tune_*`` defaults."""
+    """One fine-tuning setting; what it leaves out comes from ``fine_tune``."""
 
-    fine_tune_at: Annotated[int, Field(ge=0)] | None = None
+    at: LayerIndex | None = None
     learning_rate: LearningRate | None = None
     epochs: PositiveInt | None = None
 
+    def applied_to(self, stage: FineTune) -> FineTune:
+        """``stage`` with this experiment's settings in place of its own."""
+        optimizer = stage.optimizer.model_copy(update={"learning_rate": self.learning_rate}) \
+            if self.learning_rate is not None else stage.optimizer
+        return stage.model_copy(update={"optimizer": optimizer,
+                                        **self.model_dump(include={"at", "epochs"}, exclude_none=True)})
+
 
 class TransferTrainingParams(Params):
-    seed: int
     image_size: Annotated[int, Field(ge=32)]  # MobileNetV2's minimum input
     weights: str  # imagenet | path/to/backbone.weights.h5 | none
     alpha: Annotated[float, Field(gt=0.0)]
     batchnorm_calibration_images: PositiveInt
     dropout: Fraction
-    batch_size: PositiveInt
-    label_smoothing: Fraction = 0.0
-    optimizer: OptimizerOptions
-    augmentation: Augmentation = Augmentation()
-
-    head_epochs: PositiveInt
-    head_learning_rate: LearningRate
-    cache_features: bool = False
-
-    fine_tune_epochs: PositiveInt
-    fine_tune_at: Annotated[int, Field(ge=0)]
-    fine_tune_learning_rate: LearningRate
-    fine_tune_experiments: list[FineTuneExperiment] = []
-    # frozen: BatchNormalization keeps its ImageNet statistics; train: the unfrozen ones learn theirs.
-    fine_tune_batchnorm: Literal["frozen", "train"] = "frozen"
-    fine_tune_batchnorm_momentum: Fraction = 0.99
-    # With cache_features, fine-tuning trains on the frozen layers' activations of these views of
-    # the training images; each "augmented" is another seeded draw of `augmentation`.
-    cached_views: list[Literal["original", "mirrored", "augmented"]] = Field(default=["original"], min_length=1)
-    tta_flip: bool = False  # the delivered model averages each image with its mirror image
-
+    # Frozen layers run once over the images: the head trains on pooled features, fine-tuning on the
+    # activations where its unfrozen layers begin, of each of ``cached_views`` of the training images
+    # ("augmented": another seeded draw of ``fine_tune.augmentation``).
+    cache_features: bool
+    cached_views: list[Literal["original", "mirrored", "augmented"]] = Field(min_length=1)
+    head: Stage
+    fine_tune: FineTune
+    fine_tune_experiments: list[FineTuneExperiment]  # empty: the head-trained model is delivered
+    tta_flip: bool  # the delivered model averages each image with its mirror image
     eval_batch_size: PositiveInt
-    mixed_precision: MixedPrecision = None
-    jit_compile: JitCompile = "auto"
-    distribution: Distribution = "none"
-    checkpoint_dir: str | None = None  # per-epoch checkpoints of an unfinished run
+    checkpoint_dir: str | None = None  # per-epoch checkpoints of an unfinished run; None: off
