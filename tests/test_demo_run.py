@@ -19,6 +19,9 @@ from tests.conftest import PROJECT_ROOT, run_session, versions
 
 from cifar_kedro.study import MODELS  # noqa: E402
 
+# Every test here reads the demo run (`demo_project`: the whole default pipeline, minutes).
+pytestmark = pytest.mark.slow
+
 
 def latest(project, relative):
     return versions(project, relative)[-1]
@@ -121,3 +124,15 @@ def test_kedro_viz_builds_offline(demo_project):
     assert {"split_train_validation", "train_transfer_head", "train_cnn_model"} <= node_names
     untagged = [n["name"] for n in main["nodes"] if n["type"] == "data" and not n.get("layer")]
     assert untagged == []
+
+
+def test_a_pipeline_run_alone_trains_exactly_as_inside_the_full_run(demo_project, tmp_path):
+    """`kedro run --pipelines cnn_training` after the full demo run: the same seed gives the same
+    network and the same numbers, epoch by epoch, though in the full run the transfer model's
+    stages ran between the CNN's build and its training (RuntimeHooks, runtime.seed_stage)."""
+    project = shutil.copytree(demo_project, tmp_path / "project")
+    full = json.loads(latest(project, "data/07_model_output/cnn_history.json").read_text())
+    run_session(project, "demo", pipeline_names=["cnn_training"])
+    alone = json.loads(latest(project, "data/07_model_output/cnn_history.json").read_text())
+    metrics = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
+    assert [[r[k] for k in metrics] for r in alone["epochs"]] == [[r[k] for k in metrics] for r in full["epochs"]]

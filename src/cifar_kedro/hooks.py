@@ -40,16 +40,10 @@ class RuntimeHooks:
     (``cifar_kedro.runtime.apply``): every pipeline then builds and trains under the same dtype
     policy and distribution, whichever runs first."""
 
-    def __init__(self) -> None:
-        self._context = None
-
     @hook_impl
-    def after_context_created(self, context) -> None:
-        self._context = context
-
-    @hook_impl
-    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
-        settings = Runtime.model_validate(dict(self._context.params["runtime"]))
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        settings = catalog.load("params:runtime")
+        settings = settings if isinstance(settings, Runtime) else Runtime.model_validate(settings)
         runtime.apply(settings)
         logger.info("Runtime: seed %d, precision %s, distribution %s, jit_compile %s, deterministic ops %s.",
                     settings.seed, settings.precision, settings.distribution, settings.jit_compile,

@@ -55,65 +55,35 @@ def report_for(model: str) -> Pipeline:
 
 
 def create_pipeline(**kwargs) -> Pipeline:
+    return sum((report_for(model) for model in MODELS), comparison())
+
+
+def comparison() -> Pipeline:
+    """Across the models: the comparison table and chart, the paired test, the fine-tune
+    variants, the run's metadata, and the report."""
     histories = [f"{model}_history" for model in MODELS]
     figures = [name for model in MODELS for name in _figure_names(model)]
     figures += ["model_comparison_chart", "fine_tune_experiments_chart"]
-    comparison_nodes = [
-        Node(
-            nodes.build_model_comparison,
-            inputs=["params:reporting", *(f"{model}_summary" for model in MODELS)],
-            outputs=["model_comparison", "model_summaries"],
-            name="build_model_comparison",
-        ),
-        Node(
-            nodes.compare_paired_predictions,
-            inputs={"params": "params:reporting", **{model: f"{model}_test_predictions" for model in MODELS}},
-            outputs="paired_comparison",
-            name="compare_paired_predictions",
-        ),
-        Node(
-            plots.plot_model_comparison,
-            inputs=["model_comparison", "params:reporting"],
-            outputs="model_comparison_chart",
-            name="plot_model_comparison",
-        ),
-        Node(
-            nodes.tabulate_fine_tune_experiments,
-            inputs=histories,
-            outputs="fine_tune_experiments",
-            name="tabulate_fine_tune_experiments",
-        ),
-        Node(
-            plots.plot_fine_tune_experiments,
-            inputs=["params:reporting", *histories],
-            outputs="fine_tune_experiments_chart",
-            name="plot_fine_tune_experiments",
-        ),
-        Node(
-            nodes.collect_run_metadata,
-            inputs={
-                "data_manifest": "data_manifest",
-                "test_split": "test_split",
-                "reporting": "params:reporting",
-                "runtime": "params:runtime",
-                **{pipeline: f"params:{pipeline}" for pipeline in TRAINED_BY.values()},
-            },
-            outputs="run_metadata",
-            name="collect_run_metadata",
-        ),
-        Node(
-            report.write_comparison_report,
-            inputs={
-                "model_comparison": "model_comparison",
-                "model_summaries": "model_summaries",
-                "paired_comparison": "paired_comparison",
-                "fine_tune_experiments": "fine_tune_experiments",
-                "run_metadata": "run_metadata",
-                "params": "params:reporting",
-                **{name: name for name in figures},
-            },
-            outputs=["comparison_report", "comparison_report_html"],
-            name="write_comparison_report",
-        ),
-    ]
-    return sum((report_for(model) for model in MODELS), Pipeline(comparison_nodes))
+    summaries = [f"{model}_summary" for model in MODELS]
+    predictions = {model: f"{model}_test_predictions" for model in MODELS}
+    training = {pipeline: f"params:{pipeline}" for pipeline in TRAINED_BY.values()}
+    report_inputs = ("model_comparison", "model_summaries", "paired_comparison", "fine_tune_experiments",
+                     "run_metadata", *figures)
+    return Pipeline([
+        Node(nodes.build_model_comparison, ["params:reporting", *summaries], ["model_comparison", "model_summaries"],
+             name="build_model_comparison"),
+        Node(nodes.compare_paired_predictions, {"params": "params:reporting", **predictions}, "paired_comparison",
+             name="compare_paired_predictions"),
+        Node(plots.plot_model_comparison, ["model_comparison", "params:reporting"], "model_comparison_chart",
+             name="plot_model_comparison"),
+        Node(nodes.tabulate_fine_tune_experiments, histories, "fine_tune_experiments",
+             name="tabulate_fine_tune_experiments"),
+        Node(plots.plot_fine_tune_experiments, ["params:reporting", *histories], "fine_tune_experiments_chart",
+             name="plot_fine_tune_experiments"),
+        Node(nodes.collect_run_metadata,
+             {"data_manifest": "data_manifest", "test_split": "test_split", "reporting": "params:reporting",
+              "runtime": "params:runtime", **training},
+             "run_metadata", name="collect_run_metadata"),
+        Node(report.write_comparison_report, {"params": "params:reporting", **{name: name for name in report_inputs}},
+             ["comparison_report", "comparison_report_html"], name="write_comparison_report"),
+    ])
