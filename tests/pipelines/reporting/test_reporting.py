@@ -11,6 +11,9 @@ import copy
 import hashlib
 import math
 import re
+import tomllib
+from fnmatch import fnmatch
+from html import unescape
 from pathlib import Path
 
 import keras
@@ -318,6 +321,98 @@ def test_report_contains_each_model_row_and_sections(inputs, memory_run):
     assert metadata["data"]["test_split_matches_manifest"] is True
     assert metadata["keras_backend"] == keras.backend.backend()
     assert set(metadata["parameters"]) == {"reporting", "runtime", "transfer_training", "cnn_training"}
+
+
+def _numbers(text: str) -> list[str]:
+    return re.findall(r"\d+(?:[.,]\d+)*", text)
+
+
+def _markdown_table(markdown: str, heading: str) -> list[list[str]]:
+    """The cells of the first table under ``## heading``, header row first, ``\\|`` unescaped."""
+    section = markdown.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    table = next(block for block in map(str.strip, section.split("\n\n")) if block.startswith("|"))
+    return [[cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+            for line in table.splitlines() if not line.startswith("|---")]
+
+
+def _html_table(page: str, heading: str) -> list[list[str]]:
+    """The cells of the first table after ``<h2>heading</h2>``, header row first."""
+    section = page.split(f"<h2>{heading}</h2>", 1)[1].split("<h2>", 1)[0]
+    table = re.search(r"<table>(.*?)</table>", section, re.S).group(1)
+    return [[unescape(cell) for cell in re.findall(r"<t[hd]>(.*?)</t[hd]>", row, re.S)]
+            for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)]
+
+
+def test_markdown_and_html_state_the_same_numbers(memory_run):
+    markdown = memory_run.load("comparison_report")
+    text = unescape(re.sub(r"<[^>]+>", " ", memory_run.load("comparison_report_html").split("<body>", 1)[1]))
+    linked = re.sub(r"!\[[^\]]*\]\([^)]*\)", " ", markdown)  # plot links (the HTML embeds the plots)
+    linked = re.sub(r"(?m)^\d+\. ", "", linked)  # the ranking's list markers: HTML numbers an <ol> itself
+    numbers = _numbers(linked)
+    assert len(numbers) > 300 and numbers == _numbers(text)
+    for heading in ["Test accuracy", "Validation accuracy", "Overfitting analysis", "Model complexity"]:
+        assert _markdown_table(markdown, heading) == _html_table(memory_run.load("comparison_report_html"), heading)
+    assert "\n\n\n" not in markdown  # one blank line between blocks
+
+
+def test_report_tables_state_each_models_metrics(inputs, memory_run):
+    """The numbers of the report's tables, read back, are the models' own metrics (scikit-learn)
+    and their histories' last epochs, to the precision the report prints."""
+    decimals, places = inputs["params"].report.percent_decimals, inputs["params"].report.metric_decimals
+    half_digit = 0.5 * 10 ** -(decimals + 2)  # of a printed percentage, read back as a fraction
+    header, *rows = _markdown_table(memory_run.load("comparison_report"), "Test accuracy")
+    accuracy = {row[1]: dict(zip(header, row)) for row in rows}
+    header, *rows = _markdown_table(memory_run.load("comparison_report"), "Overfitting analysis")
+    overfitting = {row[0]: dict(zip(header, row)) for row in rows}
+    assert set(accuracy) == set(overfitting) == set(MODELS)
+    for m in MODELS:
+        expected = _expected(inputs["models"][m], inputs["test_split"])
+        metrics = memory_run.load(f"{m}_test_metrics")
+        row = accuracy[m]
+        assert row["test accuracy"] == f"{100 * expected['accuracy']:.{decimals}f}%"
+        assert float(row["test accuracy"][:-1]) / 100 == pytest.approx(expected["accuracy"], abs=half_digit)
+        assert float(row["test loss"]) == pytest.approx(expected["loss"], abs=0.5 * 10**-places)
+        macro_f1 = expected["report"]["macro avg"]["f1-score"]
+        assert float(row["macro F1"]) == pytest.approx(macro_f1, abs=0.5 * 10**-places)
+        low, high = (float(value.rstrip("%")) / 100 for value in row["95% interval (Wilson)"].split(" – "))
+        assert (low, high) == pytest.approx((metrics["test_accuracy_ci_low"], metrics["test_accuracy_ci_high"]),
+                                            abs=half_digit)
+        assert row["images"] == f"{N_TEST:,}"
+        last = inputs["histories"][m]["epochs"][-1]
+        gap = float(overfitting[m]["gap (train − val)"].removesuffix(" pp")) / 100
+        assert gap == pytest.approx(last["accuracy"] - last["val_accuracy"], abs=half_digit)
+        assert overfitting[m]["final val accuracy"] == f"{100 * last['val_accuracy']:.{decimals}f}%"
+
+
+def test_every_figure_is_placed_once_and_the_unplaced_ones_listed(inputs, memory_run):
+    """The figures the template places and the ones ``report.py`` lists under *Other figures* add up
+    to every figure given, each once (here with no fine-tune variants, so their chart is "other")."""
+    report_node = next(node for node in create_pipeline().nodes if node.name == "write_comparison_report")
+    tables = {"model_comparison", "model_summaries", "paired_comparison", "fine_tune_experiments", "run_metadata"}
+    names = [name for name in report_node.inputs if name not in tables and not name.startswith("params:")]
+    png = report._png_bytes(Figure(figsize=(1, 1)))
+    markdown, page = report.write_comparison_report(
+        *(memory_run.load(name) for name in ["model_comparison", "model_summaries", "paired_comparison"]),
+        memory_run.load("fine_tune_experiments").iloc[0:0], memory_run.load("run_metadata"), inputs["params"],
+        **{name: png for name in names}, misc_plot=png,
+    )
+    link = inputs["params"].report.figure_link
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert sorted(links) == sorted(link.format(name=name, version=SAVE_VERSION) for name in [*names, "misc_plot"])
+    assert "No fine-tune variants were recorded." in markdown and "Fine-tune variants (" not in markdown
+    others = markdown.split("\n## Other figures\n", 1)[1].split("\n## ", 1)[0]
+    assert re.findall(r"\(`([^`]+)`\)", others) == ["fine_tune_experiments_chart", "misc_plot"]
+    assert page.count("data:image/png;base64,") == len(links)
+
+
+def test_report_templates_are_package_data():
+    """An installed wheel carries the templates: pyproject's package-data matches each of them."""
+    package = PROJECT / "src/cifar_kedro/pipelines/reporting"
+    setuptools = tomllib.loads((PROJECT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = setuptools["package-data"]["cifar_kedro.pipelines.reporting"]
+    templates = [path.relative_to(package).as_posix() for path in (package / "templates").iterdir()]
+    assert {"templates/report.md.j2", "templates/report.html.j2"} <= set(templates)
+    assert [name for name in templates if not any(fnmatch(name, pattern) for pattern in patterns)] == []
 
 
 def test_manifest_mismatch_is_reported(inputs):
