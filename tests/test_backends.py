@@ -20,6 +20,10 @@ from cifar_kedro.study import MODELS
 from tests.conftest import deep_merge, versions
 from tests.hidden_packages import write_blocker
 
+# Both are `kedro run` in a subprocess on JAX (minutes); the everyday suite checks JAX in
+# tests/test_runtime_data_parallel.py and tests/test_blocks.py::test_the_optimizer_ingredients_hold_on_jax.
+pytestmark = pytest.mark.slow
+
 FAST = ",".join([
     "transfer_training.head.epochs=1", "transfer_training.fine_tune.epochs=1",
     "cnn_training.resnet9.epochs=1", "runtime.distribution=data_parallel",
@@ -70,7 +74,6 @@ TINY_GPU = {
 }
 
 
-@pytest.mark.slow
 def test_the_readme_gpu_command_runs_every_pipeline_on_jax_without_tensorflow(project):
     """`KERAS_BACKEND=jax kedro run --env gpu`, as the README gives it for a GPU machine (JAX, no
     TensorFlow, no MLflow), on generated data in the real batches' place: every pipeline, with the

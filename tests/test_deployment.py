@@ -17,6 +17,10 @@ import pytest
 
 from tests.conftest import PROJECT_ROOT
 
+# `kedro package` (a wheel build) and `kedro` subprocesses from a copy of the project; the DAG
+# template in this process, in the everyday suite: tests/test_airflow_dag.py.
+pytestmark = pytest.mark.slow
+
 ENV = {**os.environ, "DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "true"}
 
 

@@ -74,6 +74,7 @@ def one_and_two_devices(tmp_path_factory) -> dict:
     return json.loads(line.removeprefix("RESULTS "))
 
 
+@pytest.mark.slow  # the fixture trains the demo CNN twice on JAX in a subprocess (minutes)
 def test_data_parallel_training_runs_on_both_devices(one_and_two_devices):
     parallel = one_and_two_devices["data_parallel"]
     assert len(one_and_two_devices["devices"]) == 2
@@ -84,6 +85,7 @@ def test_data_parallel_training_runs_on_both_devices(one_and_two_devices):
     assert single["devices_per_batch"] == 1 and len(single["weights_on"]) == 1
 
 
+@pytest.mark.slow
 def test_data_parallel_reaches_the_accuracy_of_one_device(one_and_two_devices):
     single, parallel = one_and_two_devices["none"], one_and_two_devices["data_parallel"]
     assert single["validation"]["val_accuracy"] > 0.5  # the demo data are learnable; chance is 0.1

@@ -109,6 +109,7 @@ def write_image_tree(root, images_per_class: int, size: int, seed: int = 0) -> N
         Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR).save(target / f"{index:05d}{suffix}")
 
 
+@pytest.mark.slow  # both trainings and the report (everyday suite: tests/test_images_env.py)
 def test_the_demo_runs_end_to_end_on_an_image_folder_at_another_size(project):
     """conf/images' source (a class-per-folder tree) with the demo's small training settings, at 40 px."""
     write_image_tree(project / "data/01_raw/images", images_per_class=60, size=48)
@@ -128,6 +129,7 @@ def test_the_demo_runs_end_to_end_on_an_image_folder_at_another_size(project):
     assert np.mean(cnn.predict(images, verbose=0).argmax(1) == labels) > 0.3  # chance is 0.1
 
 
+@pytest.mark.slow  # reads the demo run (everyday suite: tests/test_predict.py)
 def test_predict_command_on_three_files_gives_the_models_own_labels(demo_project, tmp_path):
     from cifar_kedro.cli import predict
 

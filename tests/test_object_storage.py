@@ -106,6 +106,7 @@ def test_an_image_folder_in_a_bucket_reads_as_on_disk_and_names_bad_files_by_the
     assert [entry["path"] for entry in skipped["unreadable"]] == [f"s3://{BUCKET}/images/dog/broken.png"]
 
 
+@pytest.mark.slow  # two runs of data_processing and cnn_training
 def test_the_pipelines_run_against_a_bucket_with_versions(s3, tmp_path):
     """`data_root` in conf/local/globals.yml and the credentials in conf/local/credentials.yml, as
     the README says: the raw batches, splits, model, history and reports land in the bucket, one

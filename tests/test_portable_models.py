@@ -58,6 +58,7 @@ def predict_elsewhere(model_path, images: np.ndarray, tmp_path) -> np.ndarray:
     return np.load(tmp_path / "predictions.npy")
 
 
+@pytest.mark.slow  # reads the demo run
 @pytest.mark.parametrize("model_name", ["transfer", "cnn"])
 def test_delivered_models_load_and_predict_without_the_project(demo_project, tmp_path, model_name):
     path = versions(demo_project, f"data/06_models/{model_name}_model.keras")[-1]

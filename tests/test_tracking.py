@@ -24,6 +24,8 @@ def of_run(project, run, relative):
     return project / relative / run.data.tags["run_id"] / Path(relative).name
 
 
+# The tests of the demo run read it as one MLflow run (slow); the hooks on their own, in the
+# everyday suite: tests/test_tracking_hooks.py.
 @pytest.fixture(scope="module")
 def demo_run(demo_project):
     client = mlflow.MlflowClient(tracking_uri(demo_project))
@@ -33,6 +35,7 @@ def demo_run(demo_project):
     return client, experiment, runs[0]
 
 
+@pytest.mark.slow
 def test_the_run_records_the_kedro_run_and_its_flattened_parameters(demo_project, demo_run):
     _, _, run = demo_run
     assert run.info.status == "FINISHED"
@@ -50,6 +53,7 @@ def test_the_run_records_the_kedro_run_and_its_flattened_parameters(demo_project
     assert params["data_processing.validation_fraction"] == "0.2"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
 def test_every_epoch_of_every_stage_is_a_metric_step(demo_project, demo_run, model):
     client, _, run = demo_run
@@ -67,6 +71,7 @@ def test_every_epoch_of_every_stage_is_a_metric_step(demo_project, demo_run, mod
     assert model != "transfer" or (stages[0], stages[-1]) == ("head", "fine_tune")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
 def test_test_and_validation_metrics_are_the_reported_ones(demo_project, demo_run, model):
     _, _, run = demo_run
@@ -79,6 +84,7 @@ def test_test_and_validation_metrics_are_the_reported_ones(demo_project, demo_ru
     assert metrics[f"{model}/params_total"] == comparison.loc[model, "params_total"]
 
 
+@pytest.mark.slow
 def test_report_plots_and_tables_are_artifacts_as_saved(demo_project, demo_run, tmp_path):
     client, _, run = demo_run
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "reporting")}
@@ -94,6 +100,7 @@ def test_report_plots_and_tables_are_artifacts_as_saved(demo_project, demo_run, 
         assert open(downloaded, "rb").read() == of_run(demo_project, run, f"data/08_reporting/{name}").read_bytes()
 
 
+@pytest.mark.slow
 def test_both_models_are_logged_and_predict_like_the_versioned_files(demo_project, demo_run):
     import keras
 
@@ -121,6 +128,7 @@ def test_a_bad_parameter_stops_before_any_mlflow_run(project):
     assert experiment is None  # the check runs before kedro-mlflow sets anything up
 
 
+@pytest.mark.slow  # three sessions; the hook on its own: tests/test_tracking_hooks.py
 def test_sessions_in_one_process_get_runs_of_their_own_even_after_an_interrupted_one(project, monkeypatch):
     from cifar_kedro.pipelines.data_processing import nodes
 
