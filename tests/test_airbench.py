@@ -141,6 +141,7 @@ def narrow_airbench(epochs: int) -> CNNTrainingParams:
     })
 
 
+@pytest.mark.slow  # 4 epochs of 3,200 images (about 20 s)
 def test_a_narrow_airbench_learns_the_demo_data_and_reloads_identically(demo_splits, tmp_path):
     train, validation, names = demo_splits
     params = narrow_airbench(epochs=4)

@@ -26,6 +26,7 @@ LOSS_RATIO_BAR = 0.85
 ACCURACY_BAR = 0.4
 
 
+@pytest.mark.slow  # every block 3 epochs, per backend in a subprocess (45–120 s each)
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
 def test_every_cnn_block_learns_with_the_gpu_settings(backend, tmp_path):
     pytest.importorskip(backend)

@@ -42,6 +42,7 @@ def narrow_resnet9(epochs: int) -> CNNTrainingParams:
     })
 
 
+@pytest.mark.slow  # 3 epochs of 3,200 images (about 20 s)
 def test_default_resnet9_learns_the_demo_data_and_records_its_schedule(splits):
     train, validation, names = splits
     p = narrow_resnet9(epochs=3)

@@ -17,6 +17,9 @@ from cifar_kedro.pipelines.cnn_training import nodes
 from cifar_kedro.pipelines.cnn_training.schema import CNNTrainingParams
 from tests.conftest import PROJECT_ROOT, runtime
 
+# Heavy training: every block 30 epochs (36–69 s each on 2 cores).
+pytestmark = pytest.mark.slow
+
 SIZE = 64  # as conf/images resizes a folder's pictures
 IMAGES_PER_CLASS = 150
 NARROW = {

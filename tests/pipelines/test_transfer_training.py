@@ -71,6 +71,7 @@ def head_and_fine_tune(train, validation, names, params):
     return nodes.fine_tune(model, head, train, validation, names, params, RUNTIME)
 
 
+@pytest.mark.slow  # pretrains a backbone 12 epochs, then two heads 15 epochs (80–110 s)
 def test_pretrained_features_transfer_and_fine_tuning_keeps_them(tmp_path):
     """The mechanism the study's 10% hid: features learnt on one data set help another.
 
@@ -102,6 +103,7 @@ def test_pretrained_features_transfer_and_fine_tuning_keeps_them(tmp_path):
     assert pretrained["epochs"][-1]["val_accuracy"] >= head_accuracy(pretrained) - 0.1
 
 
+@pytest.mark.slow  # fine-tunes the whole MobileNetV2 (45–65 s)
 def test_fine_tune_keeps_the_best_experiment_and_records_all(tmp_path):
     train, validation, names = synthetic_splits(tmp_path, seed=3, images_per_batch=60)
     params = base_params(fine_tune_experiments=[
@@ -145,6 +147,7 @@ def test_head_without_cached_features_trains_through_the_whole_model(tmp_path):
 FAST = stages()
 
 
+@pytest.mark.slow  # three Kedro sessions of the demo (40–55 s)
 def test_a_failed_run_saves_no_model_and_the_rerun_resumes(project):
     run_session(project, "demo", pipeline_names=["data_processing"])
     bad = {**FAST, "fine_tune_experiments": [{"at": 999}]}
