@@ -126,6 +126,23 @@ def test_fine_tune_keeps_the_best_experiment_and_records_all(tmp_path):
         assert all(key in r for r in history["epochs"])
 
 
+def test_the_best_of_two_experiments_is_delivered_with_its_own_epochs(tmp_path):
+    """The fast form of the test above: both experiments fine-tune from layer 100, on one set of
+    cached activations."""
+    train, validation, names = synthetic_splits(tmp_path, seed=6, images_per_batch=40)
+    params = base_params(fine_tune_experiments=[{"at": 100, "learning_rate": 1e-9},
+                                                {"at": 100, "learning_rate": 3e-3, "epochs": 2}])
+    model, history = head_and_fine_tune(train, validation, names, params)
+    experiments = {e["name"]: e for e in history["experiments"]}
+    assert list(experiments) == ["at100_lr1e-09", "at100_lr0.003"]
+    assert [len(e["epochs"]) for e in experiments.values()] == [1, 2]
+    best = max(experiments.values(), key=lambda e: e["final_val_accuracy"])
+    assert history["selected_experiment"] == best["name"]
+    assert [r["stage"] for r in history["epochs"]] == ["head"] + ["fine_tune"] * len(best["epochs"])
+    metrics = nodes.validation_metrics(model, validation, 64)
+    assert metrics["val_accuracy"] == pytest.approx(best["final_val_accuracy"], abs=1.5 / len(validation["labels"]))
+
+
 def test_without_experiments_the_head_trained_model_is_delivered(tmp_path):
     train, validation, names = synthetic_splits(tmp_path, seed=4, images_per_batch=40)
     model, history = head_and_fine_tune(train, validation, names, base_params(fine_tune_experiments=[]))
