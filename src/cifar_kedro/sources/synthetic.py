@@ -59,7 +59,7 @@ _PIXEL_MAX = 255
 _GENERATION_CHUNK = 2000  # images generated at once (bounds memory)
 _SYNTHETIC_README = (
     "<html><body><p>Synthetic stand-in for CIFAR-10 in the original python format, written by "
-    "cifar_kedro.cifar10.write_synthetic_cifar10(images_per_batch={images_per_batch}, "
+    "cifar_kedro.sources.synthetic.write_synthetic_cifar10(images_per_batch={images_per_batch}, "
     "test_images={test_images}, seed={seed}). Not the real data set: see {url}.</p></body></html>\n"
 )
 
