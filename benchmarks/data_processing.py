@@ -36,6 +36,8 @@ import numpy as np
 
 from scratch_project import PROJECT_ROOT, TIME_BINARY, kedro_run, make_project
 
+from cifar_kedro.datasets import newest_version
+
 from cifar_kedro.sources import synthetic
 
 RESULTS_FILE = PROJECT_ROOT / "benchmarks" / "results" / "data_processing.json"
@@ -55,8 +57,7 @@ def split_counts(project: Path) -> dict[str, int]:
     """Number of images in the newest version of each split."""
     counts = {}
     for name in EXPECTED_SPLITS:
-        newest = max((project / f"data/05_model_input/{name}_split.npz").glob("*/*"))  # versions are timestamps
-        with np.load(newest) as split:
+        with np.load(newest_version(project, f"data/05_model_input/{name}_split.npz")) as split:
             counts[name] = int(split["labels"].shape[0])
     return counts
 

@@ -35,6 +35,8 @@ import yaml
 from real_study import node_seconds
 from scratch_project import PROJECT_ROOT, kedro_run, make_project
 
+from cifar_kedro.datasets import newest_version
+
 RESULTS_FILE = PROJECT_ROOT / "benchmarks" / "results" / "image_folder.json"
 GOAL_SECONDS = 60.0
 GOAL_PEAK_MIB = 2048.0
@@ -43,10 +45,6 @@ GOAL_PEAK_MIB = 2048.0
 def digests(images: np.ndarray) -> list[str]:
     """The images as a sorted list of pixel digests: equal lists are the same images in any order."""
     return sorted(hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest() for image in images)
-
-
-def newest(project: Path, relative: str) -> Path:
-    return max((project / relative).glob("*/*"))
 
 
 def main() -> None:
@@ -67,9 +65,9 @@ def main() -> None:
         catalog.write_text(yaml.safe_dump(config))
         run = kedro_run(project, ["--env", "images", "--pipelines", "data_processing"])
         run["ingest_seconds"] = node_seconds((project / "info.log").read_text(errors="replace")).get("ingest_source")
-        with np.load(newest(project, "data/05_model_input/test_split.npz")) as split:
+        with np.load(newest_version(project, "data/05_model_input/test_split.npz")) as split:
             test = {"images": split["images"], "labels": split["labels"]}
-        manifest = json.loads(newest(project, "data/05_model_input/data_manifest.json").read_text())
+        manifest = json.loads(newest_version(project, "data/05_model_input/data_manifest.json").read_text())
         run["split_counts"] = {name: entry["count"] for name, entry in manifest["splits"].items()}
         run["unreadable"] = len(manifest["unreadable"])
         if args.batches:

@@ -38,6 +38,7 @@ import pandas as pd
 
 from scratch_project import PROJECT_ROOT, kedro_run, make_project
 
+from cifar_kedro.datasets import newest_version
 from cifar_kedro.sources import cifar10
 from cifar_kedro.pipelines.data_processing import create_pipeline as data_processing_pipeline
 
@@ -91,13 +92,10 @@ def grouped(seconds: dict[str, float]) -> dict[str, float]:
     return groups
 
 
-def latest(project: Path, relative: str) -> Path:
-    return max((project / relative).glob("*/*"))
-
 
 def read_results(project: Path) -> dict:
-    comparison = pd.read_csv(latest(project, "data/08_reporting/model_comparison.csv"))
-    metadata = json.loads(latest(project, "data/08_reporting/run_metadata.json").read_text())
+    comparison = pd.read_csv(newest_version(project, "data/08_reporting/model_comparison.csv"))
+    metadata = json.loads(newest_version(project, "data/08_reporting/run_metadata.json").read_text())
     models = {}
     for _, row in comparison.iterrows():
         models[row["model"]] = {
@@ -110,7 +108,7 @@ def read_results(project: Path) -> dict:
             "train_seconds": row["train_seconds"],
             "epochs": int(row["epochs"]),
         }
-    history = json.loads(latest(project, "data/07_model_output/transfer_history.json").read_text())
+    history = json.loads(newest_version(project, "data/07_model_output/transfer_history.json").read_text())
     head = [r for r in history["epochs"] if r["stage"] == "head"]
     models["transfer"]["head_val_accuracy"] = head[-1]["val_accuracy"] if head else None
     models["transfer"]["experiments"] = [
@@ -133,14 +131,14 @@ def evaluate_trained(project: Path) -> dict:
 
     params = ReportingParams.model_validate(
         yaml.safe_load((project / "conf/base/parameters_reporting.yml").read_text())["reporting"])
-    with np.load(latest(project, "data/05_model_input/test_split.npz")) as split:
+    with np.load(newest_version(project, "data/05_model_input/test_split.npz")) as split:
         test = {"images": split["images"], "labels": split["labels"]}
-    class_names = json.loads(latest(project, "data/03_primary/class_names.json").read_text())
+    class_names = json.loads(newest_version(project, "data/03_primary/class_names.json").read_text())
     models = {}
     for path in sorted((project / "data/06_models").glob("*_model.keras")):
         name = path.name.removesuffix("_model.keras")
-        history = json.loads(latest(project, f"data/07_model_output/{name}_history.json").read_text())
-        predictions = nodes.predict_test_split(keras.saving.load_model(latest(project, f"data/06_models/{path.name}")),
+        history = json.loads(newest_version(project, f"data/07_model_output/{name}_history.json").read_text())
+        predictions = nodes.predict_test_split(keras.saving.load_model(newest_version(project, f"data/06_models/{path.name}")),
                                                test, params)
         metrics, _ = nodes.evaluate_predictions(predictions, class_names, params)
         models[name] = {

@@ -51,6 +51,7 @@ import yaml
 
 from scratch_project import PROJECT_ROOT, make_project
 
+from cifar_kedro.datasets import newest_version
 from cifar_kedro import models, runtime, training
 from cifar_kedro.schemas import Augmentation, Runtime, Stage
 from cifar_kedro.sources import cifar10, synthetic
@@ -143,9 +144,6 @@ def transfer_params(**overrides) -> TransferTrainingParams:
     params = yaml.safe_load(TRANSFER_CONF.read_text())["transfer_training"]
     return TransferTrainingParams.model_validate(params | {"weights": WEIGHTS, "checkpoint_dir": None} | overrides)
 
-
-def newest_version(project: Path, relative: str) -> Path:
-    return max((project / relative).glob("*/*"))  # versions are timestamps
 
 
 class EpochTimer(keras.callbacks.Callback):

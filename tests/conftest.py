@@ -18,6 +18,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # has a store of its own (tests/test_tracking.py reads it).
 os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tempfile.mkdtemp(prefix='cifar-kedro-mlflow-')}/mlflow.db")
 
+from cifar_kedro.datasets import newest_version, versions  # noqa: E402,F401  (the tests import them from here)
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA_FOLDERS = ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input", "06_models",
                 "07_model_output", "08_reporting")
@@ -87,11 +89,6 @@ def deep_merge(base: dict, changes: dict) -> dict:
     """``base`` with ``changes`` applied key by key at every depth (as the `soft` merge of envs)."""
     return {key: deep_merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
             for key, value in {**base, **changes}.items()}
-
-
-def versions(project: Path, relative: str) -> list[Path]:
-    """The saved versions of a versioned dataset, oldest first."""
-    return sorted((project / relative).glob("*/*"))
 
 
 @pytest.fixture

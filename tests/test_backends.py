@@ -18,7 +18,7 @@ import cifar_kedro.layers  # noqa: F401  (registers the custom layers, as KerasM
 
 from cifar_kedro.study import MODELS
 from tests.conftest import deep_merge, versions
-from tests.hidden_packages import write_blocker
+from cifar_kedro.hidden_packages import write_blocker
 
 # Both are `kedro run` in a subprocess on JAX (minutes); the everyday suite checks JAX in
 # tests/test_runtime_data_parallel.py and tests/test_blocks.py::test_the_optimizer_ingredients_hold_on_jax.

@@ -15,16 +15,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, log_loss
 
-from tests.conftest import PROJECT_ROOT, run_session, versions
+from tests.conftest import PROJECT_ROOT, newest_version, run_session, versions
 
 from cifar_kedro.study import MODELS  # noqa: E402
 
 # Every test here reads the demo run (`demo_project`: the whole default pipeline, minutes).
 pytestmark = pytest.mark.slow
-
-
-def latest(project, relative):
-    return versions(project, relative)[-1]
 
 
 def test_every_pipeline_wrote_its_versioned_outputs(demo_project):
@@ -46,7 +42,7 @@ def test_every_pipeline_wrote_its_versioned_outputs(demo_project):
     missing = [path for path in expected if not versions(demo_project, path)]
     assert missing == []
     # One run, one version stamp shared by all its outputs.
-    stamps = {path.parent.name for path in (latest(demo_project, p) for p in expected)}
+    stamps = {path.parent.name for path in (newest_version(demo_project, p) for p in expected)}
     assert len(stamps) == 1
     assert not (demo_project / "data/06_models/checkpoints").exists() or not any(
         (demo_project / "data/06_models/checkpoints").rglob("done.json"))
@@ -54,15 +50,15 @@ def test_every_pipeline_wrote_its_versioned_outputs(demo_project):
 
 @pytest.mark.parametrize("model_name", MODELS)
 def test_reported_numbers_equal_scikit_learn_on_the_saved_models(demo_project, model_name):
-    with np.load(latest(demo_project, "data/05_model_input/test_split.npz")) as split:
+    with np.load(newest_version(demo_project, "data/05_model_input/test_split.npz")) as split:
         images, labels = split["images"], split["labels"]
-    model = keras.saving.load_model(latest(demo_project, f"data/06_models/{model_name}_model.keras"), safe_mode=True)
+    model = keras.saving.load_model(newest_version(demo_project, f"data/06_models/{model_name}_model.keras"), safe_mode=True)
     probabilities = model.predict(images, batch_size=256, verbose=0)
-    comparison = pd.read_csv(latest(demo_project, "data/08_reporting/model_comparison.csv")).set_index("model")
+    comparison = pd.read_csv(newest_version(demo_project, "data/08_reporting/model_comparison.csv")).set_index("model")
     row = comparison.loc[model_name]
     assert row["test_accuracy"] == pytest.approx(accuracy_score(labels, probabilities.argmax(1)), abs=1e-12)
     assert row["test_loss"] == pytest.approx(log_loss(labels, probabilities, labels=range(10)), rel=1e-4)
-    history = json.loads(latest(demo_project, f"data/07_model_output/{model_name}_history.json").read_text())
+    history = json.loads(newest_version(demo_project, f"data/07_model_output/{model_name}_history.json").read_text())
     # With test-time augmentation the delivered model wraps the trained network (plus a fixed,
     # non-trainable mirror matrix): the parameters reported are the network's.
     network = model.get_layer(history["architecture"]) if history["tta_flip"] else model
@@ -72,22 +68,22 @@ def test_reported_numbers_equal_scikit_learn_on_the_saved_models(demo_project, m
 
 
 def test_report_has_each_model_and_says_demo_numbers_are_not_cifar10(demo_project):
-    report = latest(demo_project, "data/08_reporting/comparison_report.md").read_text()
-    comparison = pd.read_csv(latest(demo_project, "data/08_reporting/model_comparison.csv"))
+    report = newest_version(demo_project, "data/08_reporting/comparison_report.md").read_text()
+    comparison = pd.read_csv(newest_version(demo_project, "data/08_reporting/model_comparison.csv"))
     for _, row in comparison.iterrows():
         assert f"| {row['model']} | {row['architecture']} | {100 * row['test_accuracy']:.2f}% |" in report
     assert "not CIFAR-10 numbers" in report
-    html = latest(demo_project, "data/08_reporting/comparison_report.html").read_text()
+    html = newest_version(demo_project, "data/08_reporting/comparison_report.html").read_text()
     assert html.count("data:image/png;base64,") >= 8  # plots embedded
 
 
 def test_reporting_rebuilds_the_same_report_for_earlier_versions(demo_project):
-    first = latest(demo_project, "data/08_reporting/model_comparison.csv")
+    first = newest_version(demo_project, "data/08_reporting/model_comparison.csv")
     stamp = first.parent.name
     inputs = ["transfer_model", "cnn_model", "transfer_history", "cnn_history", "test_split", "class_names",
               "data_manifest", "transfer_validation_metrics", "cnn_validation_metrics", "validation_split"]
     run_session(demo_project, "demo", pipeline_names=["reporting"], load_versions={name: stamp for name in inputs})
-    again = latest(demo_project, "data/08_reporting/model_comparison.csv")
+    again = newest_version(demo_project, "data/08_reporting/model_comparison.csv")
     assert again != first
     columns = ["model", "test_accuracy", "best_val_accuracy", "overfit_gap", "params_total", "epochs"]
     pd.testing.assert_frame_equal(pd.read_csv(again)[columns], pd.read_csv(first)[columns])
@@ -131,8 +127,8 @@ def test_a_pipeline_run_alone_trains_exactly_as_inside_the_full_run(demo_project
     network and the same numbers, epoch by epoch, though in the full run the transfer model's
     stages ran between the CNN's build and its training (RuntimeHooks, runtime.seed_stage)."""
     project = shutil.copytree(demo_project, tmp_path / "project")
-    full = json.loads(latest(project, "data/07_model_output/cnn_history.json").read_text())
+    full = json.loads(newest_version(project, "data/07_model_output/cnn_history.json").read_text())
     run_session(project, "demo", pipeline_names=["cnn_training"])
-    alone = json.loads(latest(project, "data/07_model_output/cnn_history.json").read_text())
+    alone = json.loads(newest_version(project, "data/07_model_output/cnn_history.json").read_text())
     metrics = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
     assert [[r[k] for k in metrics] for r in alone["epochs"]] == [[r[k] for k in metrics] for r in full["epochs"]]

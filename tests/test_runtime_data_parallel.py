@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import PROJECT_ROOT
-from tests.hidden_packages import write_blocker
+from cifar_kedro.hidden_packages import write_blocker
 
 SCRIPT = textwrap.dedent('''
     import json

@@ -11,6 +11,7 @@ import click
 # own `run` command: Kedro looks for it here as soon as the project has a cli.py.
 from kedro.framework.cli.project import run  # noqa: F401
 
+from cifar_kedro.datasets import newest_version
 from cifar_kedro.study import MODELS
 
 
@@ -43,6 +44,6 @@ def predict(paths: tuple[Path, ...], model: str, version: str | None, env: str |
     params = {"predict": {"paths": [str(path.resolve()) for path in paths]}}
     with KedroSession.create(project_path=project, env=env, runtime_params=params) as session:
         session.run(pipeline_names=["predict"], namespaces=[model], load_versions=load_versions)
-    newest = max((project / f"data/07_model_output/{model}_predictions.csv").glob("*/*"), default=None)
+    newest = newest_version(project, f"data/07_model_output/{model}_predictions.csv")
     if newest is not None:
         click.echo(f"Predictions: {newest.relative_to(project)}")

@@ -35,6 +35,18 @@ from kedro.io.core import get_filepath_str, get_protocol_and_path
 from cifar_kedro.sources import cifar10, download, image_folder, synthetic
 
 
+def versions(root: str | os.PathLike, relative: str) -> list[Path]:
+    """The saved versions of the versioned local dataset at ``root/relative``, oldest first. Kedro
+    writes each to ``<filepath>/<version>/<file name>``, and versions are timestamps that sort in time."""
+    return sorted(Path(root, relative).glob("*/*"))
+
+
+def newest_version(root: str | os.PathLike, relative: str) -> Path | None:
+    """The newest saved version of ``root/relative`` (see ``versions``), or None before the first save."""
+    saved = versions(root, relative)
+    return saved[-1] if saved else None
+
+
 @contextmanager
 def atomic_path(target: Path, suffix: str) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` only on success."""

@@ -1,7 +1,7 @@
 """A ``sitecustomize.py`` that makes installed packages look absent to a child Python process:
 their modules fail to import and their distributions (so their entry points: Kedro plugin hooks
 and commands) are not listed. For runs "on a machine without TensorFlow", "without the `mlflow`
-extra"; used by tests/test_backends.py and benchmarks/tracking.py."""
+extra"; used by the tests (tests/test_backends.py) and the benchmarks (benchmarks/tracking.py) alike."""
 
 from __future__ import annotations
 
