@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -91,3 +93,34 @@ def test_batches_dataset_generates_synthetic_batches_once(tmp_path):
 def test_batches_dataset_refuses_an_unknown_source(tmp_path):
     with pytest.raises(DatasetError, match="'download' or 'synthetic'"):
         CIFAR10BatchesDataset(path=str(tmp_path), source="torrent")
+
+
+def test_identical_arrays_are_a_new_version_linked_to_the_newest_not_a_copy(tmp_path):
+    """Content versioning: every save is its own version (lineage, --load-versions), but a save of
+    the same arrays as the newest version costs no disk: it is a hard link to it."""
+    import json
+
+    from kedro.io import Version
+
+    from cifar_kedro.datasets import DIGEST_SUFFIX, NpzDataset, arrays_sha256, versions
+
+    data = {"images": np.arange(600, dtype=np.uint8).reshape(2, 10, 10, 3), "labels": np.array([0, 1])}
+    filepath = str(tmp_path / "raw_batches.npz")
+    for stamp in ("2026-01-01T00.00.00.000Z", "2026-01-02T00.00.00.000Z"):
+        NpzDataset(filepath=filepath, version=Version(None, stamp), reuse_identical=True).save(data)
+    changed = {**data, "labels": np.array([1, 0])}
+    NpzDataset(filepath=filepath, version=Version(None, "2026-01-03T00.00.00.000Z"), reuse_identical=True).save(changed)
+
+    first, second, third = versions(tmp_path, "raw_batches.npz")
+    assert first.stat().st_ino == second.stat().st_ino != third.stat().st_ino  # one file on disk for the two
+    assert json.loads(Path(str(second) + DIGEST_SUFFIX).read_text()) == {
+        "sha256": arrays_sha256(data), "same_as": "2026-01-01T00.00.00.000Z"}
+    assert json.loads(Path(str(third) + DIGEST_SUFFIX).read_text())["same_as"] is None
+    for path, expected in ((second, data), (third, changed)):  # each version loads as what was saved
+        loaded = NpzDataset(filepath=filepath, version=Version(path.parent.name, None)).load()
+        np.testing.assert_array_equal(loaded["labels"], expected["labels"])
+    # Without the option every save is a copy of its own.
+    plain = str(tmp_path / "plain.npz")
+    for stamp in ("2026-01-01T00.00.00.000Z", "2026-01-02T00.00.00.000Z"):
+        NpzDataset(filepath=plain, version=Version(None, stamp)).save(data)
+    assert len({path.stat().st_ino for path in versions(tmp_path, "plain.npz")}) == 2

@@ -20,6 +20,9 @@ an object only once it is complete. The sources read a remote folder through a l
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -34,11 +37,13 @@ from kedro.io.core import get_filepath_str, get_protocol_and_path
 
 from cifar_kedro.sources import cifar10, download, image_folder, synthetic
 
+logger = logging.getLogger(__name__)
+
 
 def versions(root: str | os.PathLike, relative: str) -> list[Path]:
     """The saved versions of the versioned local dataset at ``root/relative``, oldest first. Kedro
     writes each to ``<filepath>/<version>/<file name>``, and versions are timestamps that sort in time."""
-    return sorted(Path(root, relative).glob("*/*"))
+    return sorted(Path(root, relative).glob(f"*/{Path(relative).name}"))
 
 
 def newest_version(root: str | os.PathLike, relative: str) -> Path | None:
@@ -116,8 +121,23 @@ class _VersionedFileDataset(AbstractVersionedDataset):
         self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
 
 
+def arrays_sha256(data: dict[str, np.ndarray]) -> str:
+    """SHA-256 of a dict of arrays: every key with its dtype, shape and bytes, in key order."""
+    digest = hashlib.sha256()
+    for key in sorted(data):
+        array = np.ascontiguousarray(data[key])
+        digest.update(f"{key}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
+
+
 class NpzDataset(_VersionedFileDataset):
     """A ``dict[str, np.ndarray]`` in an uncompressed ``.npz`` file, loaded without pickle.
+
+    With ``reuse_identical: true`` (versioned, local files) a version holding the same arrays as the
+    newest one (``arrays_sha256``) is a hard link to it instead of another copy: every run still has
+    its own version of the data (its lineage, ``--load-versions``), at no extra disk. Each version's
+    digest, and the version it links to, are written beside it in ``<file>.sha256.json``.
 
     Example catalog entry::
 
@@ -125,7 +145,12 @@ class NpzDataset(_VersionedFileDataset):
           type: cifar_kedro.datasets.NpzDataset
           filepath: data/05_model_input/train_split.npz
           versioned: true
+          reuse_identical: true
     """
+
+    def __init__(self, *, reuse_identical: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self._reuse_identical = reuse_identical
 
     def load(self) -> dict[str, np.ndarray]:
         with self._local_load_path() as path, np.load(path, allow_pickle=False) as npz:
@@ -134,8 +159,32 @@ class NpzDataset(_VersionedFileDataset):
     def save(self, data: dict[str, np.ndarray]) -> None:
         if not isinstance(data, dict) or not all(isinstance(v, np.ndarray) for v in data.values()):
             raise DatasetError(f"{self._filepath}: NpzDataset saves a dict of NumPy arrays, got {type(data).__name__}.")
-        with self._local_save_path(".npz") as tmp, open(tmp, "wb") as file:
-            np.savez(file, **data)
+        digest = arrays_sha256(data)
+        same = self._newest_with(digest) if self._reuse_identical and self._version and self._protocol == "file" else None
+        target = Path(get_filepath_str(self._get_save_path(), self._protocol))
+        if same is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(same, target)  # one step: the version appears whole or not at all
+            logger.info("%s: the same arrays as version %s (SHA-256 %s…): linked to it, not copied.",
+                        self._filepath.name, same.parent.name, digest[:12])
+        else:
+            with self._local_save_path(".npz") as tmp, open(tmp, "wb") as file:
+                np.savez(file, **data)
+        if self._version:
+            record = {"sha256": digest, "same_as": None if same is None else same.parent.name}
+            saved = get_filepath_str(self._get_versioned_path(self.resolve_save_version()), self._protocol)
+            self._fs.pipe_file(saved + DIGEST_SUFFIX, json.dumps(record).encode())
+
+    def _newest_with(self, digest: str) -> Path | None:
+        """The newest saved version, as a local path, if its recorded digest is ``digest``."""
+        saved = sorted(self._fs.glob(get_filepath_str(self._filepath / "*" / self._filepath.name, self._protocol)))
+        if not saved or not self._fs.exists(saved[-1] + DIGEST_SUFFIX):
+            return None
+        recorded = json.loads(self._fs.cat_file(saved[-1] + DIGEST_SUFFIX))
+        return Path(saved[-1]) if recorded.get("sha256") == digest else None
+
+
+DIGEST_SUFFIX = ".sha256.json"  # beside each NpzDataset version: its arrays' digest
 
 
 class KerasModelDataset(_VersionedFileDataset):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -153,3 +154,21 @@ def test_a_truncated_batch_stops_the_run_before_any_output(project):
     assert isinstance(error.value.__cause__.__cause__, cifar10.CIFAR10FormatError)
     written = [p for p in (project / "data").rglob("*") if p.is_file() and raw not in p.parents]
     assert written == []
+
+
+def test_a_rerun_with_the_same_data_links_its_versions_and_the_manifest_names_the_stored_digest(project):
+    """Content-versioned raw data and splits: the second run of the same data writes no second copy
+    of them, yet has versions of its own, and its manifest gives the digest they are stored by."""
+    import json
+
+    from cifar_kedro.datasets import DIGEST_SUFFIX
+
+    for _ in range(2):
+        run_session(project, "demo", pipeline_names=["data_processing"])
+    for relative in ("data/01_raw/raw_batches.npz", "data/05_model_input/train_split.npz"):
+        first, second = versions(project, relative)
+        assert first.stat().st_ino == second.stat().st_ino, relative
+        assert json.loads(Path(str(second) + DIGEST_SUFFIX).read_text())["same_as"] == first.parent.name
+    manifest = json.loads(versions(project, "data/05_model_input/data_manifest.json")[-1].read_text())
+    stored = json.loads(Path(str(versions(project, "data/05_model_input/train_split.npz")[-1]) + DIGEST_SUFFIX).read_text())
+    assert manifest["splits"]["train"]["stored_sha256"] == stored["sha256"]

@@ -9,6 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.model_selection import train_test_split
 
+from cifar_kedro.datasets import arrays_sha256
 from cifar_kedro.splits import Split, split_sha256
 
 from .schema import DataProcessingParams
@@ -66,7 +67,7 @@ def build_data_manifest(
     source_info: dict[str, Any], train: Split, validation: Split, test: Split, class_names: list[str]
 ) -> dict[str, Any]:
     """What the splits were made from and how to recognise them: the source's checksums, split sizes
-    and SHA-256, and the files left out as unreadable."""
+    and SHA-256 (also as stored: ``datasets.arrays_sha256``), and the files left out as unreadable."""
     splits = {"train": train, "validation": validation, "test": test}
     return {
         "source": source_info["source"],
@@ -77,6 +78,9 @@ def build_data_manifest(
             name: {
                 "count": int(len(split["labels"])),
                 "sha256": split_sha256(split),
+                # The digest its versions are stored by (NpzDataset reuse_identical): a run whose split
+                # has the digest of the newest version links to that file instead of copying it.
+                "stored_sha256": arrays_sha256(split),
                 "class_counts": np.bincount(split["labels"], minlength=len(class_names)).tolist(),
             }
             for name, split in splits.items()
