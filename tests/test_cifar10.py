@@ -1,4 +1,4 @@
-"""Tests of cifar_kedro.cifar10: the exact file format, safe reading, download, synthetic data.
+"""Tests of cifar_kedro.sources.cifar10: the exact file format, safe reading, download, synthetic data.
 
 Reference batches are assembled opcode by opcode here, independently of ``write_batch``, in the style of
 the official files (Python-2 pickle, protocol 2, byte-string keys, ``numpy.core.multiarray``).

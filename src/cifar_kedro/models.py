@@ -433,7 +433,7 @@ def _average(tensors: list, name: str):
 
 def _mirror(images):
     """Images flipped left-right, exactly: a fixed reversal matrix applied along the width."""
-    height, width, channels = images.shape[1:]
+    width = images.shape[2]
     x = layers.Permute((1, 3, 2))(images)  # (H, C, W): width last
     reverse = layers.Dense(width, use_bias=False, trainable=False, dtype="float32")
     x = reverse(x)
