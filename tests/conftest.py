@@ -68,6 +68,15 @@ def synthetic_splits(folder: Path, *, images_per_batch: int, seed: int, test_ima
     return (*nodes.split_train_validation(pool, names, params), names)
 
 
+def tomllib():
+    """The TOML reader: the standard library's from Python 3.11, ``tomli`` (the test extra) before."""
+    try:
+        import tomllib as reader
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as reader
+    return reader
+
+
 def stage(*, epochs: int = 1, batch_size: int = 32, optimizer: str = "sgd", learning_rate=0.0, **fields):
     """A ``schemas.Stage`` for the tests: ``optimizer`` by name (its options in ``optimizer_options``)."""
     from cifar_kedro.schemas import Optimizer, Stage

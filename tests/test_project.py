@@ -6,14 +6,13 @@ import ast
 import importlib.metadata
 import re
 import sys
-import tomllib
 
 import pytest
 from kedro.framework.project import pipelines
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, tomllib
 
 LAYERS = ["raw", "intermediate", "primary", "model_input", "models", "model_output", "reporting"]
 PIPELINES = {"data_processing", "transfer_training", "cnn_training", "reporting"}  # the study (__default__)
@@ -96,7 +95,7 @@ def _normalized(requirement: str) -> str:
 def test_every_package_the_source_imports_is_declared():
     """A worker installed with `pip install cifar-kedro` alone must import the package: what
     ``src/`` imports is declared, not left to arrive through kedro-viz or another dependency."""
-    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    project = tomllib().loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
     required = {_normalized(r) for r in project["dependencies"]}
     extras = {_normalized(r) for group in project["optional-dependencies"].values() for r in group}
     distributions = importlib.metadata.packages_distributions()

@@ -11,7 +11,6 @@ import copy
 import hashlib
 import math
 import re
-import tomllib
 from fnmatch import fnmatch
 from html import unescape
 from pathlib import Path
@@ -37,6 +36,7 @@ PROJECT = Path(__file__).resolve().parents[3]
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 N_TEST = 60
 from cifar_kedro.study import MODELS  # noqa: E402
+from tests.conftest import tomllib  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- fake inputs
@@ -408,7 +408,7 @@ def test_every_figure_is_placed_once_and_the_unplaced_ones_listed(inputs, memory
 def test_report_templates_are_package_data():
     """An installed wheel carries the templates: pyproject's package-data matches each of them."""
     package = PROJECT / "src/cifar_kedro/pipelines/reporting"
-    setuptools = tomllib.loads((PROJECT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    setuptools = tomllib().loads((PROJECT / "pyproject.toml").read_text())["tool"]["setuptools"]
     patterns = setuptools["package-data"]["cifar_kedro.pipelines.reporting"]
     templates = [path.relative_to(package).as_posix() for path in (package / "templates").iterdir()]
     assert {"templates/report.md.j2", "templates/report.html.j2"} <= set(templates)
