@@ -95,32 +95,78 @@ def test_batches_dataset_refuses_an_unknown_source(tmp_path):
         CIFAR10BatchesDataset(path=str(tmp_path), source="torrent")
 
 
+V1, V2, V3, V4 = (f"2026-01-0{day}T00.00.00.000Z" for day in (1, 2, 3, 4))
+
+
+def content_versioned(filepath: str, save: str | None = None, load: str | None = None) -> NpzDataset:
+    return NpzDataset(filepath=filepath, version=Version(load, save), reuse_identical=True)
+
+
 def test_identical_arrays_are_a_new_version_linked_to_the_newest_not_a_copy(tmp_path):
     """Content versioning: every save is its own version (lineage, --load-versions), but a save of
-    the same arrays as the newest version costs no disk: it is a hard link to it."""
+    the same arrays as the newest version writes no file: it is a hard link to it, and says so."""
     import json
 
-    from kedro.io import Version
-
-    from cifar_kedro.datasets import DIGEST_SUFFIX, NpzDataset, arrays_sha256, versions
+    from cifar_kedro.datasets import DIGEST_SUFFIX, arrays_sha256, versions
 
     data = {"images": np.arange(600, dtype=np.uint8).reshape(2, 10, 10, 3), "labels": np.array([0, 1])}
-    filepath = str(tmp_path / "raw_batches.npz")
-    for stamp in ("2026-01-01T00.00.00.000Z", "2026-01-02T00.00.00.000Z"):
-        NpzDataset(filepath=filepath, version=Version(None, stamp), reuse_identical=True).save(data)
     changed = {**data, "labels": np.array([1, 0])}
-    NpzDataset(filepath=filepath, version=Version(None, "2026-01-03T00.00.00.000Z"), reuse_identical=True).save(changed)
+    filepath = str(tmp_path / "raw_batches.npz")
+    for stamp, arrays in ((V1, data), (V2, data), (V3, data), (V4, changed)):
+        content_versioned(filepath, save=stamp).save(arrays)
 
-    first, second, third = versions(tmp_path, "raw_batches.npz")
-    assert first.stat().st_ino == second.stat().st_ino != third.stat().st_ino  # one file on disk for the two
-    assert json.loads(Path(str(second) + DIGEST_SUFFIX).read_text()) == {
-        "sha256": arrays_sha256(data), "same_as": "2026-01-01T00.00.00.000Z"}
-    assert json.loads(Path(str(third) + DIGEST_SUFFIX).read_text())["same_as"] is None
-    for path, expected in ((second, data), (third, changed)):  # each version loads as what was saved
-        loaded = NpzDataset(filepath=filepath, version=Version(path.parent.name, None)).load()
-        np.testing.assert_array_equal(loaded["labels"], expected["labels"])
+    first, second, third, fourth = versions(tmp_path, "raw_batches.npz")
+    assert first.stat().st_ino == second.stat().st_ino == third.stat().st_ino != fourth.stat().st_ino
+    assert first.stat().st_nlink == 3  # one file on disk for the three versions
+    # The reuse is recorded beside the version, naming the version first written with these arrays.
+    assert json.loads(Path(str(third) + DIGEST_SUFFIX).read_text()) == {"sha256": arrays_sha256(data), "same_as": V1}
+    assert content_versioned(filepath, load=V3).stored() == {
+        "version": V3, "sha256": arrays_sha256(data), "reused": True, "same_as": V1}
+    assert content_versioned(filepath).stored() == {  # the newest: changed arrays, a file of its own
+        "version": V4, "sha256": arrays_sha256(changed), "reused": False, "same_as": None}
+    for stamp, expected in ((V2, data), (V4, changed)):  # each version loads as what was saved
+        np.testing.assert_array_equal(content_versioned(filepath, load=stamp).load()["labels"], expected["labels"])
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(  # nothing left over beside them
+        ["raw_batches.npz", V1, V2, V3, V4, *["raw_batches.npz", "raw_batches.npz" + DIGEST_SUFFIX] * 4])
+
     # Without the option every save is a copy of its own.
     plain = str(tmp_path / "plain.npz")
-    for stamp in ("2026-01-01T00.00.00.000Z", "2026-01-02T00.00.00.000Z"):
+    for stamp in (V1, V2):
         NpzDataset(filepath=plain, version=Version(None, stamp)).save(data)
     assert len({path.stat().st_ino for path in versions(tmp_path, "plain.npz")}) == 2
+
+
+def test_a_version_is_a_copy_where_no_link_can_be_made_or_the_record_is_unreadable(tmp_path, monkeypatch):
+    import os
+
+    from cifar_kedro.datasets import DIGEST_SUFFIX, versions
+
+    data = {"labels": np.arange(5)}
+    filepath = str(tmp_path / "split.npz")
+    content_versioned(filepath, save=V1).save(data)
+    Path(str(versions(tmp_path, "split.npz")[0]) + DIGEST_SUFFIX).write_text('{"sha2')  # cut short
+    content_versioned(filepath, save=V2).save(data)
+
+    def no_links(source, target):
+        raise PermissionError(1, "Operation not permitted")  # e.g. a filesystem without hard links
+
+    monkeypatch.setattr(os, "link", no_links)
+    content_versioned(filepath, save=V3).save(data)
+    saved = versions(tmp_path, "split.npz")
+    assert len({path.stat().st_ino for path in saved}) == 3
+    assert content_versioned(filepath).stored()["reused"] is False
+    np.testing.assert_array_equal(content_versioned(filepath).load()["labels"], data["labels"])
+
+
+def test_stored_versions_name_the_newest_version_of_each_file(tmp_path):
+    from cifar_kedro.datasets import StoredVersionsDataset, arrays_sha256
+
+    data = {"labels": np.arange(3)}
+    for stamp in (V1, V2):
+        content_versioned(str(tmp_path / "train.npz"), save=stamp).save(data)
+    stored = StoredVersionsDataset(filepaths={"train": str(tmp_path / "train.npz"),
+                                              "test": str(tmp_path / "never_saved.npz")}).load()
+    assert stored == {"train": {"version": V2, "sha256": arrays_sha256(data), "reused": True, "same_as": V1},
+                      "test": None}
+    with pytest.raises(DatasetError, match="read only"):
+        StoredVersionsDataset(filepaths={}).save({})

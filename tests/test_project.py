@@ -29,8 +29,10 @@ def test_registry_has_the_four_pipelines_and_a_default_joining_them(context):
     assert set(pipelines) == PIPELINES | {"predict", "__default__"}
     default = pipelines["__default__"]
     assert len(default.nodes) == sum(len(pipelines[name].nodes) for name in PIPELINES)
-    # Joined through the catalog: the only free inputs of the whole study are the raw batches and parameters.
-    assert {name for name in default.inputs() if not name.startswith("params:")} == {"raw_source"}
+    # Joined through the catalog: the only free inputs of the whole study are the raw batches and
+    # parameters, and stored_versions: a read-only view of how the run's own raw batches and splits
+    # were stored, for the data manifest (datasets.StoredVersionsDataset).
+    assert {name for name in default.inputs() if not name.startswith("params:")} == {"raw_source", "stored_versions"}
     assert all(node.name for node in default.nodes)
 
 

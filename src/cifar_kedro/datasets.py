@@ -33,7 +33,7 @@ from typing import Any
 import fsspec
 import numpy as np
 from kedro.io import AbstractDataset, AbstractVersionedDataset, DatasetError, Version
-from kedro.io.core import get_filepath_str, get_protocol_and_path
+from kedro.io.core import VersionNotFoundError, get_filepath_str, get_protocol_and_path
 
 from cifar_kedro.sources import cifar10, download, image_folder, synthetic
 
@@ -131,13 +131,20 @@ def arrays_sha256(data: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
+DIGEST_SUFFIX = ".sha256.json"  # beside each NpzDataset version: its arrays' digest, the version it reuses
+
+
 class NpzDataset(_VersionedFileDataset):
     """A ``dict[str, np.ndarray]`` in an uncompressed ``.npz`` file, loaded without pickle.
 
-    With ``reuse_identical: true`` (versioned, local files) a version holding the same arrays as the
-    newest one (``arrays_sha256``) is a hard link to it instead of another copy: every run still has
-    its own version of the data (its lineage, ``--load-versions``), at no extra disk. Each version's
-    digest, and the version it links to, are written beside it in ``<file>.sha256.json``.
+    With ``reuse_identical: true`` (versioned, local files) a save of the same arrays as the newest
+    version (``arrays_sha256``) writes no second copy: this run's version is a hard link to that
+    file. Every run still has a version of its own, so the lineage, ``--load-versions`` and the next
+    node's load in the same run (the newest version: this one) work as with any versioned dataset, at
+    no extra disk; the link appears in one step, and earlier versions are never written again. Beside
+    each version, ``<file>.sha256.json`` holds its digest and, for a link, the version first written
+    with those arrays (``same_as``); ``stored()`` reads it back for the data manifest. Where a link
+    cannot be made (a filesystem without hard links) the version is a copy, as without the option.
 
     Example catalog entry::
 
@@ -160,31 +167,101 @@ class NpzDataset(_VersionedFileDataset):
         if not isinstance(data, dict) or not all(isinstance(v, np.ndarray) for v in data.values()):
             raise DatasetError(f"{self._filepath}: NpzDataset saves a dict of NumPy arrays, got {type(data).__name__}.")
         digest = arrays_sha256(data)
-        same = self._newest_with(digest) if self._reuse_identical and self._version and self._protocol == "file" else None
-        target = Path(get_filepath_str(self._get_save_path(), self._protocol))
-        if same is not None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.link(same, target)  # one step: the version appears whole or not at all
-            logger.info("%s: the same arrays as version %s (SHA-256 %s…): linked to it, not copied.",
-                        self._filepath.name, same.parent.name, digest[:12])
-        else:
+        target = get_filepath_str(self._get_save_path(), self._protocol)
+        same_as = self._link_to_same(digest, Path(target)) if self._reuse_identical and self._version \
+            and self._protocol == "file" else None
+        if same_as is None:
             with self._local_save_path(".npz") as tmp, open(tmp, "wb") as file:
                 np.savez(file, **data)
         if self._version:
-            record = {"sha256": digest, "same_as": None if same is None else same.parent.name}
-            saved = get_filepath_str(self._get_versioned_path(self.resolve_save_version()), self._protocol)
-            self._fs.pipe_file(saved + DIGEST_SUFFIX, json.dumps(record).encode())
+            self._write_record(target, {"sha256": digest, "same_as": same_as})
 
-    def _newest_with(self, digest: str) -> Path | None:
-        """The newest saved version, as a local path, if its recorded digest is ``digest``."""
-        saved = sorted(self._fs.glob(get_filepath_str(self._filepath / "*" / self._filepath.name, self._protocol)))
-        if not saved or not self._fs.exists(saved[-1] + DIGEST_SUFFIX):
+    def stored(self) -> dict[str, Any] | None:
+        """How the version this dataset loads is stored: ``{"version", "sha256", "reused", "same_as"}``
+        (``reused``: a link to version ``same_as``, the first written with these arrays); ``sha256``
+        is None for a version saved without a record. None when unversioned or nothing is saved."""
+        if not self._version:
             return None
-        recorded = json.loads(self._fs.cat_file(saved[-1] + DIGEST_SUFFIX))
-        return Path(saved[-1]) if recorded.get("sha256") == digest else None
+        try:
+            version = self.resolve_load_version()
+        except VersionNotFoundError:
+            return None
+        record = self._record(get_filepath_str(self._get_versioned_path(version), self._protocol))
+        same_as = record.get("same_as")
+        return {"version": version, "sha256": record.get("sha256"), "reused": same_as is not None, "same_as": same_as}
+
+    def _link_to_same(self, digest: str, target: Path) -> str | None:
+        """Make ``target`` a hard link to the newest version when its recorded digest is ``digest``;
+        the version first written with those arrays, or None (no match, or no link possible)."""
+        saved = self.list_versions()  # newest first
+        if not saved:
+            return None
+        record = self._record(saved[0])
+        if record.get("sha256") != digest:
+            return None
+        newest = Path(saved[0])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(newest, target)  # one step: the version appears whole or not at all
+        except OSError as error:
+            logger.warning("%s: could not link to version %s (%s): writing a copy.", self._filepath.name,
+                           newest.parent.name, error)
+            return None
+        same_as = record.get("same_as") or newest.parent.name
+        logger.info("%s: the same arrays as version %s (SHA-256 %s…): linked to it, not copied.",
+                    self._filepath.name, same_as, digest[:12])
+        return same_as
+
+    def _record(self, version_path: str) -> dict[str, Any]:
+        """The record beside a saved version; empty when there is none or it cannot be read."""
+        try:
+            record = json.loads(self._fs.cat_file(version_path + DIGEST_SUFFIX))
+        except (OSError, ValueError):
+            return {}
+        return record if isinstance(record, dict) else {}
+
+    def _write_record(self, version_path: str, record: dict[str, Any]) -> None:
+        content = json.dumps(record).encode()
+        if self._protocol == "file":
+            with atomic_path(Path(version_path + DIGEST_SUFFIX), ".json") as tmp:
+                tmp.write_bytes(content)
+        else:
+            self._fs.pipe_file(version_path + DIGEST_SUFFIX, content)  # an object appears whole
 
 
-DIGEST_SUFFIX = ".sha256.json"  # beside each NpzDataset version: its arrays' digest
+class StoredVersionsDataset(AbstractDataset):
+    """Read only: for each named versioned ``NpzDataset`` file, how its newest version is stored
+    (``NpzDataset.stored``), e.g. ``{"train": {"version": "2026-…Z", "sha256": "…", "reused": true,
+    "same_as": "2026-…Z"}}``; None for a file with no version. Loaded by a node downstream of the
+    nodes that save those files, the newest is the version this run saved, and the next node loads:
+    the data manifest takes it so that every run names the exact raw data and splits it made.
+
+    Example catalog entry::
+
+        stored_versions:
+          type: cifar_kedro.datasets.StoredVersionsDataset
+          filepaths:
+            raw_batches: data/01_raw/raw_batches.npz
+            train: data/05_model_input/train_split.npz
+    """
+
+    def __init__(self, *, filepaths: dict[str, str], credentials: dict | None = None, fs_args: dict | None = None,
+                 metadata: dict | None = None):
+        self._filepaths = dict(filepaths)
+        self._credentials = credentials
+        self._fs_args = fs_args
+        self.metadata = metadata
+
+    def load(self) -> dict[str, dict[str, Any] | None]:
+        return {name: NpzDataset(filepath=path, version=Version(None, None), credentials=self._credentials,
+                                 fs_args=self._fs_args).stored()
+                for name, path in self._filepaths.items()}
+
+    def save(self, data: Any) -> None:
+        raise DatasetError("StoredVersionsDataset is read only: it reports how NpzDataset versions are stored.")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepaths": self._filepaths}
 
 
 class KerasModelDataset(_VersionedFileDataset):

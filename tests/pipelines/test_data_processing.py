@@ -105,10 +105,14 @@ def test_data_report_counts_every_split_and_class():
 def test_manifest_checksums_identify_the_splits():
     train, test, names = pool_test_names(fake_source())
     train, validation = nodes.split_train_validation(train, names, split_params())
-    manifest = nodes.build_data_manifest({"source": "synthetic", "checksums": {"x": "1"}}, train, validation, test, names)
+    stored = {"train": {"version": "2026-01-02T00.00.00.000Z", "sha256": "ab", "reused": True,
+                        "same_as": "2026-01-01T00.00.00.000Z"}}
+    manifest = nodes.build_data_manifest({"source": "synthetic", "checksums": {"x": "1"}}, train, validation, test,
+                                         names, stored)
     expected = hashlib.sha256(test["images"].tobytes() + test["labels"].astype(np.int64).tobytes()).hexdigest()
     assert manifest["splits"]["test"]["sha256"] == expected
     assert manifest["splits"]["validation"]["count"] == 50 and manifest["source"] == "synthetic"
+    assert manifest["stored"] == stored
 
 
 def test_sample_grid_has_a_titled_row_per_class():
@@ -119,7 +123,7 @@ def test_sample_grid_has_a_titled_row_per_class():
 
 
 def test_pipeline_runs_on_an_in_memory_catalog():
-    catalog = DataCatalog({"raw_source": MemoryDataset(fake_source())})
+    catalog = DataCatalog({"raw_source": MemoryDataset(fake_source()), "stored_versions": MemoryDataset({})})
     catalog["params:data_processing"] = split_params()
     outputs = SequentialRunner().run(create_pipeline(), catalog)
     assert set(outputs) == {"data_manifest", "data_report", "sample_images"}
@@ -156,19 +160,32 @@ def test_a_truncated_batch_stops_the_run_before_any_output(project):
     assert written == []
 
 
-def test_a_rerun_with_the_same_data_links_its_versions_and_the_manifest_names_the_stored_digest(project):
-    """Content-versioned raw data and splits: the second run of the same data writes no second copy
-    of them, yet has versions of its own, and its manifest gives the digest they are stored by."""
+def test_a_rerun_of_the_same_data_reuses_its_files_and_the_manifest_names_the_versions(project):
+    """Content-versioned raw data and splits: a second run of the same data writes no second copy of
+    them yet has versions of its own, and its manifest names them and the version they reuse; a run
+    that changes the splits (another split seed) writes new splits and still reuses the raw batches."""
     import json
 
-    from cifar_kedro.datasets import DIGEST_SUFFIX
+    from cifar_kedro.datasets import arrays_sha256
 
-    for _ in range(2):
-        run_session(project, "demo", pipeline_names=["data_processing"])
-    for relative in ("data/01_raw/raw_batches.npz", "data/05_model_input/train_split.npz"):
-        first, second = versions(project, relative)
-        assert first.stat().st_ino == second.stat().st_ino, relative
-        assert json.loads(Path(str(second) + DIGEST_SUFFIX).read_text())["same_as"] == first.parent.name
-    manifest = json.loads(versions(project, "data/05_model_input/data_manifest.json")[-1].read_text())
-    stored = json.loads(Path(str(versions(project, "data/05_model_input/train_split.npz")[-1]) + DIGEST_SUFFIX).read_text())
-    assert manifest["splits"]["train"]["stored_sha256"] == stored["sha256"]
+    def manifest_of_run(seed: int) -> dict:
+        run_session(project, "demo", {"data_processing": {"seed": seed}}, pipeline_names=["data_processing"])
+        return json.loads(versions(project, "data/05_model_input/data_manifest.json")[-1].read_text())
+
+    first, second, third = manifest_of_run(0), manifest_of_run(0), manifest_of_run(1)
+    raw = versions(project, "data/01_raw/raw_batches.npz")
+    train = versions(project, "data/05_model_input/train_split.npz")
+    assert len({path.stat().st_ino for path in raw}) == 1  # three versions, one file
+    assert train[0].stat().st_ino == train[1].stat().st_ino != train[2].stat().st_ino
+    written = [path.parent.name for path in raw]
+    assert first["stored"]["raw_batches"] == {"version": written[0], "sha256": first["stored"]["raw_batches"]["sha256"],
+                                              "reused": False, "same_as": None}
+    for manifest, version in ((second, written[1]), (third, written[2])):
+        assert manifest["stored"]["raw_batches"] == {**first["stored"]["raw_batches"], "version": version,
+                                                     "reused": True, "same_as": written[0]}
+    assert second["stored"]["train"] == {**first["stored"]["train"], "version": train[1].parent.name,
+                                         "reused": True, "same_as": train[0].parent.name}
+    assert third["stored"]["train"]["reused"] is False and third["stored"]["train"]["version"] == train[2].parent.name
+    with np.load(train[2]) as split:  # the digest names the stored arrays
+        assert third["stored"]["train"]["sha256"] == arrays_sha256({key: split[key] for key in split.files})
+    assert third["splits"]["train"]["sha256"] != first["splits"]["train"]["sha256"]

@@ -9,7 +9,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.model_selection import train_test_split
 
-from cifar_kedro.datasets import arrays_sha256
 from cifar_kedro.splits import Split, split_sha256
 
 from .schema import DataProcessingParams
@@ -64,10 +63,13 @@ def split_train_validation(train: Split, class_names: list[str], params: DataPro
 
 
 def build_data_manifest(
-    source_info: dict[str, Any], train: Split, validation: Split, test: Split, class_names: list[str]
+    source_info: dict[str, Any], train: Split, validation: Split, test: Split, class_names: list[str],
+    stored_versions: dict[str, dict[str, Any] | None],
 ) -> dict[str, Any]:
     """What the splits were made from and how to recognise them: the source's checksums, split sizes
-    and SHA-256 (also as stored: ``datasets.arrays_sha256``), and the files left out as unreadable."""
+    and SHA-256, the files left out as unreadable, and which stored versions of the raw batches and
+    the splits this run made (``stored``: version, SHA-256 of the stored arrays, and whether it
+    reuses an earlier version's file, ``same_as``; see ``datasets.NpzDataset``'s reuse_identical)."""
     splits = {"train": train, "validation": validation, "test": test}
     return {
         "source": source_info["source"],
@@ -78,13 +80,11 @@ def build_data_manifest(
             name: {
                 "count": int(len(split["labels"])),
                 "sha256": split_sha256(split),
-                # The digest its versions are stored by (NpzDataset reuse_identical): a run whose split
-                # has the digest of the newest version links to that file instead of copying it.
-                "stored_sha256": arrays_sha256(split),
                 "class_counts": np.bincount(split["labels"], minlength=len(class_names)).tolist(),
             }
             for name, split in splits.items()
         },
+        "stored": dict(stored_versions),
     }
 
 

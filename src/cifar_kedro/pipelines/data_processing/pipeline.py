@@ -30,7 +30,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 build_data_manifest,
-                ["raw_source_info", "train_split", "validation_split", "test_split", "class_names"],
+                ["raw_source_info", "train_split", "validation_split", "test_split", "class_names",
+                 "stored_versions"],
                 "data_manifest",
                 name="build_data_manifest",
             ),
