@@ -37,7 +37,6 @@ import numpy as np
 from scratch_project import PROJECT_ROOT, TIME_BINARY, kedro_run, make_project
 
 from cifar_kedro.datasets import newest_version
-
 from cifar_kedro.sources import synthetic
 
 RESULTS_FILE = PROJECT_ROOT / "benchmarks" / "results" / "data_processing.json"

@@ -92,7 +92,6 @@ def grouped(seconds: dict[str, float]) -> dict[str, float]:
     return groups
 
 
-
 def read_results(project: Path) -> dict:
     comparison = pd.read_csv(newest_version(project, "data/08_reporting/model_comparison.csv"))
     metadata = json.loads(newest_version(project, "data/08_reporting/run_metadata.json").read_text())

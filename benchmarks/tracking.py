@@ -17,13 +17,12 @@ import json
 import shutil
 import statistics
 import tempfile
-import sys
 from pathlib import Path
 
 from scratch_project import DATA_FOLDERS, PROJECT_ROOT, kedro_run, make_project
 
-sys.path.insert(0, str(PROJECT_ROOT))
-from cifar_kedro.hidden_packages import write_blocker  # noqa: E402  (the test suite's "not installed" blocker too)
+from cifar_kedro.hidden_packages import write_blocker  # the test suite's "not installed" blocker too
+
 
 def fresh(project: Path) -> None:
     """Empty data/ and no tracking store: every run does the same work."""

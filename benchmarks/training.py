@@ -51,8 +51,8 @@ import yaml
 
 from scratch_project import PROJECT_ROOT, make_project
 
-from cifar_kedro.datasets import newest_version
 from cifar_kedro import models, runtime, training
+from cifar_kedro.datasets import newest_version
 from cifar_kedro.schemas import Augmentation, Runtime, Stage
 from cifar_kedro.sources import cifar10, synthetic
 from cifar_kedro.pipelines.cnn_training import nodes as cnn_nodes
@@ -143,7 +143,6 @@ def per_epoch_seconds(images_per_second: float, images: int = FULL_TRAIN_IMAGES)
 def transfer_params(**overrides) -> TransferTrainingParams:
     params = yaml.safe_load(TRANSFER_CONF.read_text())["transfer_training"]
     return TransferTrainingParams.model_validate(params | {"weights": WEIGHTS, "checkpoint_dir": None} | overrides)
-
 
 
 class EpochTimer(keras.callbacks.Callback):
