@@ -200,6 +200,21 @@ def test_summary_and_comparison_from_history(inputs):
     assert [(s["stage"], s["first_epoch"], s["last_epoch"]) for s in stages] == [("head", 1, 2), ("fine_tune", 3, 4)]
 
 
+def test_equal_time_compares_each_models_last_finished_epoch_at_each_minute(inputs):
+    # transfer: 4 epochs of 1.5 s in a 12.5 s node, so 6.5 s outside epochs, counted first: its
+    # epochs end at 8, 9.5, 11 and 12.5 s. cnn: 3 epochs of 1.5 s end at 1.5, 3 and 4.5 s.
+    params = inputs["params"].model_copy(update={"equal_time": inputs["params"].equal_time.model_copy(
+        update={"minutes": [0.1, 0.2]})})  # 6 s and 12 s
+    result = nodes.compare_at_equal_time(params, *inputs["histories"].values())
+    transfer = [round(p["minutes"] * 60, 6) for p in result["curves"]["transfer"]]
+    assert transfer == [8.0, 9.5, 11.0, 12.5]
+    assert [round(p["minutes"] * 60, 6) for p in result["curves"]["cnn"]] == [1.5, 3.0, 4.5]
+    at_6s, at_12s = result["at"]
+    assert at_6s["models"] == {"transfer": None, "cnn": pytest.approx(0.52)} and at_6s["leader"] == "cnn"
+    assert at_12s["models"] == {"transfer": pytest.approx(0.42), "cnn": pytest.approx(0.52)}  # transfer's 3rd epoch
+    assert at_12s["leader"] == "cnn"
+
+
 def test_mcnemar_and_wilson():
     assert nodes.mcnemar_test(0, 0, 25) == (1.0, "no discordant pairs")
     p_exact, method = nodes.mcnemar_test(1, 9, 25)  # exact: 2 * P(X <= 1), X ~ Bin(10, 1/2)
@@ -303,7 +318,8 @@ def test_report_contains_each_model_row_and_sections(inputs, memory_run):
     markdown = memory_run.load("comparison_report")
     for row in table.to_dict("records"):
         assert "| " + " | ".join(report._cell(v) for v in row.values()) + " |" in markdown
-    for section in ["## Summary", "## Test accuracy", "## Validation accuracy", "## Overfitting analysis",
+    for section in ["## Summary", "## Test accuracy", "## Validation accuracy", "## At equal CPU time",
+                    "## Overfitting analysis",
                     "## Training configuration", "## Model complexity", "## Ranking", "## Run metadata"]:
         assert section in markdown
     assert "original study" in markdown and "10.00%" in markdown and "67.09%" in markdown
@@ -313,7 +329,7 @@ def test_report_contains_each_model_row_and_sections(inputs, memory_run):
     # figures are linked with the save-version placeholder (filled in by the versioned dataset)
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
     assert "../../transfer_confusion_matrix.png/" + SAVE_VERSION + "/transfer_confusion_matrix.png" in links
-    assert len(links) == 2 * len(report.MODEL_FIGURES) + 2
+    assert len(links) == 2 * len(report.MODEL_FIGURES) + 3  # + comparison, fine-tune variants, equal time
     html = memory_run.load("comparison_report_html")
     assert html.count("data:image/png;base64,") == len(links)
     assert "<table>" in html and SAVE_VERSION in html
@@ -388,12 +404,14 @@ def test_every_figure_is_placed_once_and_the_unplaced_ones_listed(inputs, memory
     """The figures the template places and the ones ``report.py`` lists under *Other figures* add up
     to every figure given, each once (here with no fine-tune variants, so their chart is "other")."""
     report_node = next(node for node in create_pipeline().nodes if node.name == "write_comparison_report")
-    tables = {"model_comparison", "model_summaries", "paired_comparison", "fine_tune_experiments", "run_metadata"}
+    tables = {"model_comparison", "model_summaries", "paired_comparison", "fine_tune_experiments", "equal_time",
+              "run_metadata"}
     names = [name for name in report_node.inputs if name not in tables and not name.startswith("params:")]
     png = report._png_bytes(Figure(figsize=(1, 1)))
     markdown, page = report.write_comparison_report(
         *(memory_run.load(name) for name in ["model_comparison", "model_summaries", "paired_comparison"]),
-        memory_run.load("fine_tune_experiments").iloc[0:0], memory_run.load("run_metadata"), inputs["params"],
+        memory_run.load("fine_tune_experiments").iloc[0:0], memory_run.load("equal_time"), memory_run.load("run_metadata"),
+        inputs["params"],
         **{name: png for name in names}, misc_plot=png,
     )
     link = inputs["params"].report.figure_link
@@ -454,7 +472,7 @@ def test_pipeline_on_project_catalog_writes_versioned_files(inputs, tmp_path):
     text = report_path.read_text()
     assert SAVE_VERSION not in text and f"`{version}`" in text
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert len(links) == 2 * len(report.MODEL_FIGURES) + 2
+    assert len(links) == 2 * len(report.MODEL_FIGURES) + 3  # + comparison, fine-tune variants, equal time
     for link in links:  # each plot of the same run, written and linked
         target = (report_path.parent / link).resolve()
         assert target.is_file() and target.read_bytes().startswith(b"\x89PNG"), link

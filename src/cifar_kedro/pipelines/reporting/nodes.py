@@ -316,6 +316,39 @@ def tabulate_fine_tune_experiments(*histories: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=EXPERIMENT_COLUMNS)
 
 
+def accuracy_against_time(history: dict[str, Any]) -> list[dict[str, float]]:
+    """A model's validation accuracy after each epoch against the minutes its training node had
+    run by then. Time the node spent outside epochs (caching features, calibrating) is counted
+    up front, so no epoch is placed earlier than it could have ended."""
+    epochs = [r for r in history["epochs"] if "val_accuracy" in r and "seconds" in r]
+    outside = max(float(history.get("train_seconds", 0.0)) - sum(r["seconds"] for r in epochs), 0.0)
+    elapsed, curve = outside, []
+    for record in epochs:
+        elapsed += record["seconds"]
+        curve.append({"minutes": elapsed / 60, "val_accuracy": float(record["val_accuracy"]),
+                      "stage": record.get("stage", "train"), "epoch": int(record["epoch"])})
+    return curve
+
+
+def compare_at_equal_time(params: ReportingParams, *histories: dict[str, Any]) -> dict[str, Any]:
+    """The study's question at equal cost: each model's validation accuracy after each of
+    ``params.equal_time.minutes`` of training on this machine (the last epoch ended by then; None
+    if none had), the leader at each, and every model's whole curve (``accuracy_against_time``).
+    A point of the curve is a model this run held at that time, in the middle of its schedule:
+    what a shorter run, annealed to its budget, would reach is ``budget_minutes``' question."""
+    curves = {h["model"]: accuracy_against_time(h) for h in histories}
+    rows = []
+    for minutes in params.equal_time.minutes:
+        reached = {model: next((p for p in reversed(curve) if p["minutes"] <= minutes), None)
+                   for model, curve in curves.items()}
+        scored = {model: p["val_accuracy"] for model, p in reached.items() if p is not None}
+        leader = max(scored, key=scored.get) if scored else None
+        rows.append({"minutes": minutes, "leader": leader,
+                     "models": {model: (None if p is None else p["val_accuracy"]) for model, p in reached.items()}})
+    return {"minutes": list(params.equal_time.minutes), "at": rows, "curves": curves,
+            "total_minutes": {h["model"]: float(h.get("train_seconds", 0.0)) / 60 for h in histories}}
+
+
 def _version(package: str) -> str | None:
     try:
         return importlib_metadata.version(package)

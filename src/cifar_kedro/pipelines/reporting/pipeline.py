@@ -63,12 +63,12 @@ def comparison() -> Pipeline:
     variants, the run's metadata, and the report."""
     histories = [f"{model}_history" for model in MODELS]
     figures = [name for model in MODELS for name in _figure_names(model)]
-    figures += ["model_comparison_chart", "fine_tune_experiments_chart"]
+    figures += ["model_comparison_chart", "fine_tune_experiments_chart", "accuracy_against_time_chart"]
     summaries = [f"{model}_summary" for model in MODELS]
     predictions = {model: f"{model}_test_predictions" for model in MODELS}
     training = {pipeline: f"params:{pipeline}" for pipeline in TRAINED_BY.values()}
     report_inputs = ("model_comparison", "model_summaries", "paired_comparison", "fine_tune_experiments",
-                     "run_metadata", *figures)
+                     "equal_time", "run_metadata", *figures)
     return Pipeline([
         Node(nodes.build_model_comparison, ["params:reporting", *summaries], ["model_comparison", "model_summaries"],
              name="build_model_comparison"),
@@ -80,6 +80,10 @@ def comparison() -> Pipeline:
              name="tabulate_fine_tune_experiments"),
         Node(plots.plot_fine_tune_experiments, ["params:reporting", *histories], "fine_tune_experiments_chart",
              name="plot_fine_tune_experiments"),
+        Node(nodes.compare_at_equal_time, ["params:reporting", *histories], "equal_time",
+             name="compare_at_equal_time"),
+        Node(plots.plot_accuracy_against_time, ["equal_time", "params:reporting"], "accuracy_against_time_chart",
+             name="plot_accuracy_against_time"),
         Node(nodes.collect_run_metadata,
              {"data_manifest": "data_manifest", "test_split": "test_split", "reporting": "params:reporting",
               "runtime": "params:runtime", **training},

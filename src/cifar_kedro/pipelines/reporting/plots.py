@@ -253,3 +253,23 @@ def plot_fine_tune_experiments(params: ReportingParams, *histories: dict[str, An
         ax.text(0.5, 0.5, "No fine-tune variants recorded", ha="center", va="center", fontsize=14)
     fig.suptitle("Fine-tune variants: validation accuracy")
     return fig
+
+
+def plot_accuracy_against_time(equal_time: dict[str, Any], params: ReportingParams) -> Figure:
+    """Validation accuracy against training minutes, one line per model (``compare_at_equal_time``),
+    with the compared minutes marked."""
+    fig = Figure(figsize=tuple(params.plots.accuracy_against_time.figsize), layout="constrained")
+    ax = fig.subplots()
+    for i, (model, curve) in enumerate(equal_time["curves"].items()):
+        if curve:
+            ax.plot([p["minutes"] for p in curve], [p["val_accuracy"] for p in curve], "o-", ms=3, color=f"C{i}",
+                    label=f"{model} ({equal_time['total_minutes'][model]:.0f} min in all)")
+    for minutes in equal_time["minutes"]:
+        ax.axvline(minutes, color="grey", lw=0.8, ls="--")
+        ax.text(minutes, 0.02, f" {minutes:g} min", color="grey", fontsize=8, transform=ax.get_xaxis_transform())
+    ax.set_xlabel("training minutes on this machine (time outside epochs counted first)")
+    ax.set_ylabel("validation accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.suptitle("Equal CPU time: validation accuracy against training minutes")
+    return fig

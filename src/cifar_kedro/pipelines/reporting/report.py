@@ -121,7 +121,8 @@ def _model_detail(summary: dict[str, Any], params: ReportingParams) -> dict[str,
 
 def _placed_figures(rows: list[dict[str, Any]], experiments: list[dict[str, Any]]) -> set[str]:
     """The figures the template places in its sections; any other figure goes under *Other figures*."""
-    placed = {"model_comparison_chart", *(f"{row['model']}_{kind}" for row in rows for kind in MODEL_FIGURES)}
+    placed = {"model_comparison_chart", "accuracy_against_time_chart",
+              *(f"{row['model']}_{kind}" for row in rows for kind in MODEL_FIGURES)}
     return placed | ({"fine_tune_experiments_chart"} if experiments else set())
 
 
@@ -130,6 +131,7 @@ def _context(
     summaries: dict[str, dict[str, Any]],
     paired_comparison: dict[str, Any],
     fine_tune_experiments: pd.DataFrame,
+    equal_time: dict[str, Any],
     run_metadata: dict[str, Any],
     params: ReportingParams,
     figure_names: list[str],
@@ -156,6 +158,7 @@ def _context(
         "summaries": summaries,
         "details": {row["model"]: _model_detail(summaries[row["model"]], params) for row in rows},
         "experiments": experiments,
+        "equal_time": equal_time,
         "model_figures": MODEL_FIGURES,
         "others": [name for name in figure_names if name not in placed],
     }
@@ -177,6 +180,7 @@ def _environment(params: ReportingParams) -> jinja2.Environment:
     )
     environment.filters.update(
         pct=lambda value: _pct(value, percent),
+        pct_or_dash=lambda value: "—" if value is None else _pct(value, percent),
         pp=lambda value: _pp(value, percent),
         metric=lambda value: f"{value:.{metric}f}",
         fmt=format,
@@ -201,6 +205,7 @@ def write_comparison_report(
     model_summaries: dict[str, dict[str, Any]],
     paired_comparison: dict[str, Any],
     fine_tune_experiments: pd.DataFrame,
+    equal_time: dict[str, Any],
     run_metadata: dict[str, Any],
     params: ReportingParams,
     **figures: bytes,
@@ -214,8 +219,8 @@ def write_comparison_report(
     """
     pngs = {name: _png_bytes(figure) for name, figure in figures.items()}
     environment = _environment(params)
-    context = _context(model_comparison, model_summaries, paired_comparison, fine_tune_experiments, run_metadata,
-                       params, list(figures))
+    context = _context(model_comparison, model_summaries, paired_comparison, fine_tune_experiments, equal_time,
+                       run_metadata, params, list(figures))
     link = params.report.figure_link
     markdown = _render_markdown(
         environment, context, {name: link.format(name=name, version=SAVE_VERSION) for name in pngs})

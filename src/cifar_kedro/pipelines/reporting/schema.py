@@ -56,6 +56,11 @@ class Plots(Params):
     augmentation_examples: AugmentationExamples
     model_comparison: Figure
     fine_tune_experiments: Figure
+    accuracy_against_time: Figure
+
+
+class EqualTime(Params):
+    minutes: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)  # training minutes to compare the models at
 
 
 class Report(Params):
@@ -73,5 +78,6 @@ class ReportingParams(Params):
     metrics: Metrics
     study_reference: StudyReference
     overfitting: Overfitting
+    equal_time: EqualTime
     plots: Plots
     report: Report
