@@ -12,8 +12,8 @@ from cifar_kedro import models, training
 from cifar_kedro.layers import AlternatingFlip
 from cifar_kedro.pipelines.cnn_training import nodes
 from cifar_kedro.pipelines.cnn_training.schema import CNNTrainingParams
-from cifar_kedro.schemas import Lookahead
-from tests.conftest import PROJECT_ROOT, runtime, stage, synthetic_splits
+from cifar_kedro.schemas import Lookahead, Optimizer
+from tests.conftest import PROJECT_ROOT, deep_merge, runtime, stage, synthetic_splits
 
 RNG = np.random.default_rng(0)
 
@@ -82,7 +82,8 @@ def test_per_variable_learning_rates_and_a_bias_that_trains_for_two_epochs():
         def on_epoch_end(self, epoch, logs=None):
             snapshots.append({w.path: keras.ops.convert_to_numpy(w).copy() for w in model.weights})
 
-    options = {"momentum": 0.9, "lr_scales": {"beta": 0.0}, "trains_for_epochs": {"whiten/bias": 2}}
+    # With weight decay: a variable that stops training (or has rate 0) is not decayed either.
+    options = {"momentum": 0.9, "weight_decay": 0.05, "lr_scales": {"beta": 0.0}, "trains_for_epochs": {"whiten/bias": 2}}
     initial = {w.path: keras.ops.convert_to_numpy(w).copy() for w in model.weights}
     training.fit(model, (x, y), (x, y), stage(epochs=4, batch_size=16, learning_rate=0.1, optimizer_options=options),
                  name="scales", runtime=runtime(), callbacks=[Snapshot()])
@@ -104,6 +105,54 @@ def test_a_pattern_matching_no_variable_stops_with_the_pattern_named():
             training.fit(tiny_conv_model(), (x, y), (x, y),
                          stage(batch_size=8, optimizer=name, learning_rate=0.1, optimizer_options=options),
                          name="typo", runtime=runtime())
+
+
+def newton_schulz(matrix: np.ndarray, steps: int) -> np.ndarray:
+    """airbench94_muon's orthogonalization, in NumPy (float64), for a matrix with rows <= columns."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = matrix / (np.linalg.norm(matrix) + 1e-7)
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x
+
+
+def test_muon_moves_the_filters_it_names_by_the_orthogonalized_momentum_and_the_rest_by_sgd():
+    kernel = keras.Variable(RNG.normal(size=(3, 3, 4, 8)), dtype="float32", name="block1_conv1_kernel")
+    beta = keras.Variable(RNG.normal(size=(8,)), dtype="float32", name="bn_beta")
+    gradients = [RNG.normal(size=(3, 3, 4, 8)).astype("float32"), RNG.normal(size=(8,)).astype("float32")]
+    before = [keras.ops.convert_to_numpy(v).astype("float64") for v in (kernel, beta)]
+    muon = {"variables": ["_conv"], "learning_rate": 0.24, "momentum": 0.6, "nesterov": True, "newton_schulz_steps": 3}
+    options = Optimizer(name="sgd", learning_rate=0.1, momentum=0.85, nesterov=True, weight_decay=0.01, muon=muon)
+    optimizer = training.make_optimizer(options, total_steps=10)
+    optimizer.apply_gradients(zip(gradients, [kernel, beta]))
+
+    # The filter: rescaled to norm √8, then moved by 0.24 × the orthogonalized Nesterov momentum
+    # (1 + 0.6) g, as a matrix of output channels × the rest; no weight decay.
+    direction = (1.6 * gradients[0].astype("float64")).reshape(-1, 8).T
+    step = newton_schulz(direction, 3).T.reshape(3, 3, 4, 8)
+    expected = before[0] * np.sqrt(8) / np.linalg.norm(before[0]) - 0.24 * step
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(kernel), expected, rtol=1e-4, atol=1e-5)
+    singular = np.linalg.svd(newton_schulz(direction, 3), compute_uv=False)
+    assert 0.6 < singular.min() and singular.max() < 1.3  # near-orthogonal: every direction moves alike
+    # The offset: Keras' Nesterov SGD, -lr (1 + momentum) g, after decoupled decay lr × 0.01.
+    expected_beta = before[1] * (1 - 0.1 * 0.01) - 0.1 * 1.85 * gradients[1]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(beta), expected_beta, rtol=1e-5, atol=1e-6)
+
+
+def test_muon_variables_matching_nothing_stop_with_the_pattern_named():
+    x = RNG.normal(size=(16, 8, 8, 3)).astype("float32")
+    y = RNG.integers(0, 3, 16)
+    muon = {"variables": ["block_cnov"], "learning_rate": 0.1, "momentum": 0.6, "nesterov": True, "newton_schulz_steps": 3}
+    with pytest.raises(ValueError, match="optimizer.muon.variables.*'block_cnov'.*match no trainable variable"):
+        training.fit(tiny_conv_model(), (x, y), (x, y), stage(batch_size=8, learning_rate=0.1, optimizer_options={"muon": muon}),
+                     name="typo", runtime=runtime())
+
+
+def test_muon_is_an_sgd_option():
+    with pytest.raises(ValueError, match="muon apply to name: sgd only"):
+        Optimizer(name="adam", learning_rate=0.1, muon={"variables": ["conv"], "learning_rate": 0.1, "momentum": 0.6,
+                                                         "nesterov": True, "newton_schulz_steps": 3})
 
 
 def test_lookahead_ends_on_the_average_of_the_weights():
@@ -131,20 +180,30 @@ def demo_splits(tmp_path_factory):
     return synthetic_splits(tmp_path_factory.mktemp("airbench") / "batches", images_per_batch=400, seed=3)
 
 
-def narrow_airbench(epochs: int) -> CNNTrainingParams:
+# The blocks at a narrow width; airbench94_muon at batch 128, its SGD rates scaled from batch 2000 by
+# 128 / 2000 as the reference's summed loss would (Muon's rate does not depend on the batch).
+NARROW = {
+    "airbench94": {"network": {"widths": [16, 32, 32]}, "batch_size": 128},
+    "airbench94_muon": {"network": {"widths": [16, 32, 32]}, "batch_size": 128,
+                        "optimizer": {"learning_rate": {"knots": [[0, 6.78], [1, 0.0]]}}},
+}
+
+
+def narrow_airbench(architecture: str, epochs: int) -> CNNTrainingParams:
     base = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_cnn_training.yml").read_text())["cnn_training"]
-    recipe = base["airbench94"]
     return CNNTrainingParams.model_validate(base | {
-        "architecture": "airbench94", "checkpoint_dir": None,
-        "airbench94": recipe | {"network": recipe["network"] | {"widths": [16, 32, 32]}, "epochs": epochs,
-                                "batch_size": 128},
+        "architecture": architecture, "checkpoint_dir": None,
+        architecture: deep_merge(base[architecture], NARROW[architecture] | {"epochs": epochs}),
     })
 
 
-@pytest.mark.slow  # 4 epochs of 3,200 images (about 20 s)
-def test_a_narrow_airbench_learns_the_demo_data_and_reloads_identically(demo_splits, tmp_path):
+@pytest.mark.parametrize("architecture", [
+    pytest.param("airbench94", marks=pytest.mark.slow),  # 4 epochs of 3,200 images (about 20 s)
+    "airbench94_muon",  # about 10 s
+])
+def test_a_narrow_airbench_learns_the_demo_data_and_reloads_identically(architecture, demo_splits, tmp_path):
     train, validation, names = demo_splits
-    params = narrow_airbench(epochs=4)
+    params = narrow_airbench(architecture, epochs=4)
     statistics = nodes.input_statistics(train, params)
     assert statistics["whitening_kernel"].shape == (2, 2, 3, 24)
     model = nodes.build_model(names, statistics, params, runtime())

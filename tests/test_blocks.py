@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import PROJECT_ROOT
 
-BLOCKS = {"airbench94", "airbench96", "resnet9", "seed_cnn"}
+BLOCKS = {"airbench94_muon", "airbench94", "airbench96", "resnet9", "seed_cnn"}
 # Measured (Intel Xeon, 3 epochs of 512 images): the last epoch's loss is 0.48–0.65 of the first's,
 # the delivered models reach 0.77–0.91 validation accuracy (chance 0.1).
 LOSS_RATIO_BAR = 0.85
@@ -47,13 +47,14 @@ def test_every_cnn_block_learns_with_the_gpu_settings(backend, tmp_path):
 
 @pytest.mark.skipif(os.environ.get("KERAS_BACKEND") == "jax", reason="already on JAX")
 def test_the_optimizer_ingredients_hold_on_jax():
-    """The per-variable learning rates (a multiplier of 0 set mid-run freezes) and Lookahead's
-    average, as ``tests/test_airbench.py`` checks them, under JAX's stateless train step."""
+    """The per-variable learning rates (a multiplier of 0 set mid-run freezes), Muon's step and
+    Lookahead's average, as ``tests/test_airbench.py`` checks them, under JAX's stateless train step."""
     pytest.importorskip("jax")
     tests = ["tests/test_airbench.py::test_per_variable_learning_rates_and_a_bias_that_trains_for_two_epochs",
              "tests/test_airbench.py::test_lookahead_ends_on_the_average_of_the_weights",
-             "tests/test_airbench.py::test_a_pattern_matching_no_variable_stops_with_the_pattern_named"]
+             "tests/test_airbench.py::test_a_pattern_matching_no_variable_stops_with_the_pattern_named",
+             "tests/test_airbench.py::test_muon_moves_the_filters_it_names_by_the_orthogonalized_momentum_and_the_rest_by_sgd"]
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
                             cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0 and "3 passed" in result.stdout, result.stdout[-3000:] + result.stderr[-2000:]
+    assert result.returncode == 0 and f"{len(tests)} passed" in result.stdout, result.stdout[-3000:] + result.stderr[-2000:]

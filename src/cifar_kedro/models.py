@@ -326,6 +326,7 @@ def build_airbench(
     residual: bool = False,
     bn_momentum: float = 0.6,
     logit_scale: float = 1 / 9,
+    classifier_std: float | None = None,
     name: str = "airbench",
 ) -> keras.Model:
     """airbench after K. Jordan, "94% on CIFAR-10 in 3.29 Seconds on a Single GPU" (2024).
@@ -337,6 +338,8 @@ def build_airbench(
     airbench94: widths 64/256/256, 2 convs, BN momentum 0.6; airbench96: 128/384/512, 3 convs,
     residual, momentum 0.9. Convolutions have no bias and start as identity on their first
     channels (``identity_init``); BatchNorm learns offsets only (no scale), epsilon 1e-12.
+    ``classifier_std`` rescales the dense kernel to that standard deviation (airbench94_muon: 1,
+    with ``logit_scale`` 1/width).
     """
 
     def conv(x, width, name):
@@ -364,8 +367,11 @@ def build_airbench(
                 x = layers.Add(name=f"block{b}_add")([x, first])
             x = layers.Activation("gelu", name=f"block{b}_gelu{c}")(x)
     x = layers.GlobalMaxPooling2D(name="pooling")(x)
-    x = layers.Dense(num_classes, use_bias=False, kernel_initializer=TORCH_DEFAULT, name="classifier")(x)
-    x = layers.Rescaling(logit_scale, name="logit_scale")(x)
+    classifier = layers.Dense(num_classes, use_bias=False, kernel_initializer=TORCH_DEFAULT, name="classifier")
+    x = layers.Rescaling(logit_scale, name="logit_scale")(classifier(x))
+    if classifier_std is not None:
+        kernel = keras.ops.convert_to_numpy(classifier.kernel)
+        classifier.kernel.assign(kernel * (classifier_std / kernel.std()))
     outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name)
 

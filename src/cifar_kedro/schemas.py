@@ -60,6 +60,20 @@ class Schedule(Params):
 LearningRate = Rate | Schedule
 
 
+class Muon(Params):
+    """Muon (K. Jordan, 2024) for the convolution filters, as airbench94_muon uses it: each step the
+    filter's momentum (``momentum``, Nesterov or not) is orthogonalized by ``newton_schulz_steps``
+    Newton-Schulz iterations and taken at ``learning_rate``; the filter is first rescaled to norm
+    √(output channels), which stands in for weight decay. ``variables`` are path substrings; one that
+    matches no trainable variable stops the run. The other variables keep the plain optimizer."""
+
+    variables: list[str] = Field(min_length=1)
+    learning_rate: LearningRate
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)]
+    nesterov: bool
+    newton_schulz_steps: PositiveInt
+
+
 class Optimizer(Params):
     """Which optimizer, its learning rate (a number, or a ``Schedule`` over the stage) and its options.
     An option left out is off."""
@@ -74,14 +88,16 @@ class Optimizer(Params):
     # BatchNorm offsets learn 64 times faster (airbench's bias_scaler). A pattern that matches no
     # trainable variable stops the run (training.ScaledLearningRates).
     lr_scales: dict[str, Rate] = {}
-    # Variables (by path substring) that train for this many epochs and then stay put; they are
-    # spared weight decay throughout (airbench's whitening bias, 3 epochs).
+    # Variables (by path substring) that train for this many epochs and then stay put, weight
+    # decay included (airbench's whitening bias, 3 epochs).
     trains_for_epochs: dict[str, PositiveInt] = {}
+    # Muon for the variables it names (sgd only); the others train with this optimizer.
+    muon: Muon | None = None
 
     @model_validator(mode="after")
     def _options_fit_the_optimizer(self) -> Optimizer:
-        if self.name != "sgd" and (self.momentum or self.nesterov):
-            raise ValueError(f"momentum and nesterov apply to name: sgd only, not to name: {self.name}")
+        if self.name != "sgd" and (self.momentum or self.nesterov or self.muon):
+            raise ValueError(f"momentum, nesterov and muon apply to name: sgd only, not to name: {self.name}")
         return self
 
 
@@ -156,6 +172,9 @@ class Stage(Params):
     epochs: PositiveInt
     batch_size: PositiveInt
     optimizer: Optimizer
+    # Minutes of this machine in place of ``epochs``: the first steps measure the throughput and the
+    # epochs follow (training.fit); the schedule, in fractions of the stage, follows them. None: off.
+    budget_minutes: Annotated[float, Field(gt=0.0)] | None = None
     label_smoothing: Fraction = 0.0  # 0: off
     augmentation: Augmentation = Augmentation()  # nothing listed: off
     lookahead: Lookahead | None = None  # None: off

@@ -68,7 +68,8 @@ def train_model(
     start = time.perf_counter()
     records = training.fit(model, (train["images"], train["labels"]), (validation["images"], validation["labels"]),
                            recipe, name="cnn_training/train", runtime=runtime, checkpoint_dir=params.checkpoint_dir,
-                           batchnorm_calibration_images=params.batchnorm_calibration_images)
+                           batchnorm_calibration_images=params.batchnorm_calibration_images,
+                           batchnorm_calibration_each_epoch=params.batchnorm_calibration_each_epoch)
     seconds = time.perf_counter() - start
     tta = recipe.tta_flip or recipe.tta_translate
     delivered = models.with_tta(model, flip=recipe.tta_flip, translate=recipe.tta_translate) if tta else model
@@ -85,4 +86,5 @@ def train_model(
         "tta_translate": recipe.tta_translate,
         "experiments": [],
         "selected_experiment": None,
+        "budget_minutes": recipe.budget_minutes,
     }

@@ -54,6 +54,7 @@ class AirbenchNetwork(Params):
     residual: bool
     bn_momentum: Fraction
     logit_scale: Positive
+    classifier_std: Positive | None = None  # None: PyTorch's default init (airbench94)
     whitening: Whitening
 
 
@@ -62,18 +63,25 @@ class Airbench(Recipe):
 
 
 class CNNTrainingParams(Params):
-    architecture: Literal["airbench94", "airbench96", "resnet9", "seed_cnn"]
+    architecture: Literal["airbench94_muon", "airbench94", "airbench96", "resnet9", "seed_cnn"]
+    airbench94_muon: Airbench
     airbench94: Airbench
     airbench96: Airbench
     resnet9: ResNet9
     seed_cnn: SeedCNN
     eval_batch_size: PositiveInt
-    # Training images that recalibrate the BatchNorm statistics before each validation and at the
-    # end (training.CalibrateBatchNorm); 0 keeps the moving statistics as training left them.
+    # Training images that recalibrate the BatchNorm statistics at the end, and with
+    # ``batchnorm_calibration_each_epoch`` before each validation too (training.CalibrateBatchNorm);
+    # 0 keeps the moving statistics as training left them.
     batchnorm_calibration_images: Annotated[int, Field(ge=0)]
+    batchnorm_calibration_each_epoch: bool
     checkpoint_dir: str | None = None  # per-epoch checkpoints of an unfinished run; None: off
+    # Minutes of training in place of the block's epochs (its epochs follow from the measured
+    # throughput, training.fit). None: off.
+    budget_minutes: Annotated[float, Field(gt=0.0)] | None = None
 
     @property
     def recipe(self) -> Airbench | ResNet9 | SeedCNN:
-        """The chosen architecture's block."""
-        return getattr(self, self.architecture)
+        """The chosen architecture's block, with ``budget_minutes`` where one is given."""
+        block = getattr(self, self.architecture)
+        return block if self.budget_minutes is None else block.model_copy(update={"budget_minutes": self.budget_minutes})
