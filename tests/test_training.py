@@ -122,6 +122,29 @@ def test_a_schedule_follows_the_stage_length_and_ends_annealed(epochs):
         assert record["learning_rate"] == pytest.approx(schedule.at(fraction), abs=0.4 / (epochs * steps_per_epoch))
 
 
+def test_a_budget_yields_the_epochs_its_measured_throughput_allows_and_ends_annealed(monkeypatch, tmp_path):
+    # This machine "measures" 7 s an epoch: a 1-minute budget, less the moment the set-up takes,
+    # holds 8 epochs (56 s); the schedule, in fractions of the stage, follows those 8.
+    monkeypatch.setattr(training, "measure_epoch_seconds", lambda *args: 7.0)
+    x, y = tiny_data(64)
+    budget = stage(epochs=2, **ONE_CYCLE_FIT, budget_minutes=1.0)
+    history = training.fit(tiny_model(), (x, y), (x, y), budget, name="budget", runtime=RUNTIME, checkpoint_dir=tmp_path)
+    assert len(history) == 8  # not the stage's 2 epochs
+    np.testing.assert_allclose([r["learning_rate"] for r in history[3::4]], [0.4, 0.0], atol=1e-6)  # peak at 4 of 8, annealed
+    (chosen,) = tmp_path.glob("budget-*/budget.json")
+    assert json.loads(chosen.read_text()) == {"budget_minutes": 1.0, "epochs": 8, "epoch_seconds": 7.0}
+
+
+def test_measuring_the_throughput_leaves_the_weights_as_they_were():
+    model = tiny_model()
+    x, y = tiny_data(64)
+    before = [w.copy() for w in model.get_weights()]
+    seconds = training.measure_epoch_seconds(model, stage(batch_size=16, **ONE_CYCLE_FIT), RUNTIME, x, 64)
+    assert 0 < seconds < 60
+    for weight, saved in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(weight, saved)
+
+
 class StopAfter(keras.callbacks.Callback):
     """Simulates a run killed in the middle of the epoch after ``epoch`` (1-based)."""
 

@@ -98,10 +98,13 @@ def fine_tune(
     head_weights = model.get_weights()
     cached: dict[int, tuple] = {}  # block boundary -> cached (train, validation) activations
     results, best = [], None
+    share = None  # seconds of the budget each experiment may take
+    if params.budget_minutes is not None and params.fine_tune_experiments:
+        share = (params.budget_minutes * 60 - head_history["seconds"]) / len(params.fine_tune_experiments)
     for experiment in params.fine_tune_experiments:
         stage = experiment.applied_to(params.fine_tune)
         model.set_weights(head_weights)
-        result = _fine_tune_once(model, stage, train, validation, params, runtime, cached)
+        result = _fine_tune_once(model, stage, train, validation, params, runtime, cached, share)
         logger.info("Fine-tune experiment %s: validation accuracy %.4f.", result["name"], result["final_val_accuracy"])
         results.append(result)
         if best is None or result["final_val_accuracy"] > best[0]["final_val_accuracy"]:
@@ -125,13 +128,16 @@ def fine_tune(
         "tta_flip": params.tta_flip,
         "experiments": results,
         "selected_experiment": None if best is None else best[0]["name"],
+        "budget_minutes": params.budget_minutes,
     }
 
 
 def _fine_tune_once(model: keras.Model, stage: FineTune, train: Split, validation: Split,
-                    params: TransferTrainingParams, runtime: Runtime, cached: dict[int, tuple]) -> dict[str, Any]:
+                    params: TransferTrainingParams, runtime: Runtime, cached: dict[int, tuple],
+                    budget_seconds: float | None = None) -> dict[str, Any]:
     """One experiment: unfreeze from ``stage.at`` and train (on cached activations where the
-    frozen layers allow it, reusing ``cached``); the model keeps the trained weights."""
+    frozen layers allow it, reusing ``cached``); the model keeps the trained weights. With
+    ``budget_seconds``, what is left of them after caching is the stage's budget."""
     rate = stage.optimizer.learning_rate
     name = f"at{stage.at}_lr{_rate_label(rate)}"
     models.unfreeze_backbone(model, stage.at, batchnorm=stage.batchnorm, batchnorm_momentum=stage.batchnorm_momentum)
@@ -141,10 +147,11 @@ def _fine_tune_once(model: keras.Model, stage: FineTune, train: Split, validatio
     if split is not None:
         if split.boundary not in cached:
             cached[split.boundary] = _activations(split.bottom, train, validation, params, runtime)
+        stage = _with_budget_left(stage, budget_seconds, start)
         records = training.fit(split.top, *cached[split.boundary], _on_cached(stage), **fit_args)
     else:
         records = training.fit(model, (train["images"], train["labels"]), (validation["images"], validation["labels"]),
-                               stage, **fit_args)
+                               _with_budget_left(stage, budget_seconds, start), **fit_args)
     return {
         "name": name,
         "fine_tune_at": stage.at,
@@ -154,6 +161,15 @@ def _fine_tune_once(model: keras.Model, stage: FineTune, train: Split, validatio
         "seconds": time.perf_counter() - start,
         "epochs": records,
     }
+
+
+def _with_budget_left(stage: FineTune, budget_seconds: float | None, started: float) -> FineTune:
+    """``stage`` with what is left of ``budget_seconds`` since ``started`` as its budget (at least
+    a second: ``training.fit`` then trains one epoch and says so)."""
+    if budget_seconds is None:
+        return stage
+    left = max(budget_seconds - (time.perf_counter() - started), 1.0)
+    return stage.model_copy(update={"budget_minutes": left / 60})
 
 
 def _rate_label(rate: Any) -> str:

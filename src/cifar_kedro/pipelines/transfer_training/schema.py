@@ -54,3 +54,7 @@ class TransferTrainingParams(Params):
     tta_flip: bool  # the delivered model averages each image with its mirror image
     eval_batch_size: PositiveInt
     checkpoint_dir: str | None = None  # per-epoch checkpoints of an unfinished run; None: off
+    # Minutes for the whole transfer training in place of the fine-tuning epochs: the head trains
+    # as configured, then each fine-tune experiment takes an equal share of what is left, caching
+    # included (its epochs follow from the measured throughput, training.fit). None: off.
+    budget_minutes: Annotated[float, Field(gt=0.0)] | None = None
