@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 FAST = ",".join([
     "transfer_training.head.epochs=1", "transfer_training.fine_tune.epochs=1",
-    "cnn_training.resnet9.epochs=1", "runtime.distribution=data_parallel",
+    "cnn_training.airbench94_muon.epochs=1", "runtime.distribution=data_parallel",
 ])
 
 

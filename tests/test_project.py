@@ -62,8 +62,8 @@ def test_environments_override_single_keys(context):
     assert params["transfer_training"].head.optimizer.learning_rate == pytest.approx(1e-2)  # from conf/demo
     assert params["transfer_training"].head.optimizer.name == "adam"  # from conf/base, kept by the soft merge
     assert params["transfer_training"].head.batch_size == 128
-    assert params["cnn_training"].resnet9.network.width == 0.25
-    assert params["cnn_training"].resnet9.network.bn_momentum == 0.9  # from conf/base
+    assert params["cnn_training"].airbench94_muon.network.widths == [32, 64, 64]
+    assert params["cnn_training"].airbench94_muon.network.bn_momentum == 0.6  # from conf/base
 
 
 # Imported only inside a function, as what happens to be installed: the Keras backends other than

@@ -47,9 +47,9 @@ def test_the_run_records_the_kedro_run_and_its_flattened_parameters(demo_project
     assert params["transfer_training.head.epochs"] == "5"
     assert params["runtime.seed"] == "42"
     assert params["transfer_training.image_size"] == "32"
-    assert params["cnn_training.architecture"] == "resnet9"
-    assert params["cnn_training.resnet9.epochs"] == "3"
-    assert params["cnn_training.resnet9.network.width"] == "0.25"
+    assert params["cnn_training.architecture"] == "airbench94_muon"
+    assert params["cnn_training.airbench94_muon.epochs"] == "4"
+    assert params["cnn_training.airbench94_muon.network.widths"] == "[32, 64, 64]"
     assert params["data_processing.validation_fraction"] == "0.2"
 
 
