@@ -46,7 +46,7 @@ def check(architecture: str, splits, settings: Runtime) -> dict:
     train, validation, names = splits
     raw = gpu_env_parameters()["cnn_training"]
     raw = raw | {"architecture": architecture, "checkpoint_dir": None,
-                 architecture: deep_merge(raw[architecture], TINY[architecture] | COMMON)}
+                 architecture: deep_merge(raw[architecture], COMMON | TINY[architecture])}
     params = CNNTrainingParams.model_validate(raw)
     model = nodes.build_model(names, nodes.input_statistics(train, params), params, settings)
     delivered, history = nodes.train_model(model, train, validation, names, params, settings)
