@@ -37,6 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse
 import json
+import math
 import platform
 import shutil
 import statistics
@@ -79,7 +80,11 @@ PIPELINE_ENV = "local"  # the default run environment (empty in the throw-away c
 PIPELINE_VALIDATION_FRACTION = 0.2  # conf/base/parameters_data_processing.yml: train = 4/5 of the batches
 PIPELINE_TEST_IMAGES = 100  # the test batch is not used by transfer_training
 PIPELINE_GOAL_RATIO = 0.95
-CNN_ARCHITECTURES = ("seed_cnn", "airbench94", "airbench96", "resnet9")
+CNN_ARCHITECTURES = ("seed_cnn", "airbench94_muon", "airbench94", "airbench96", "resnet9")
+CNN_GOAL_RATIO = 0.9  # pipeline / bare train step (issue 19)
+PEAK_MATRIX = 2048  # the matrix-product peak: float32 NumPy products of this size
+PEAK_REPEATS = 10
+BARE_STEPS = 6  # timed train_on_batch steps of the bare loop, after 2 untimed
 
 # Images per measured epoch: (default, --quick). Multiples of every batch size used (128, 256, 512).
 IMAGES = {
@@ -90,6 +95,7 @@ IMAGES = {
     "fine_tune_cached": (5_120, 256),  # the layers above the block boundary, on cached activations
     "pipeline": (2_560, 256),  # training split of the throw-away project (4/5 of its batches)
     "seed_cnn": (10_240, 512),
+    "airbench94_muon": (8_000, 2_000),
     "airbench94": (4_096, 1_024),
     "airbench96": (2_048, 1_024),
     "resnet9": (2_560, 512),
@@ -281,12 +287,55 @@ def bench_pipeline(size, timed: int, workdir: Path) -> dict:
             "goal_ratio": PIPELINE_GOAL_RATIO}
 
 
+def matrix_peak_gflops() -> float:
+    """This machine's practical float32 peak now: the best of ``PEAK_REPEATS`` NumPy products of
+    two ``PEAK_MATRIX``² matrices, in GFLOP/s."""
+    a = np.random.default_rng(SEED).random((PEAK_MATRIX, PEAK_MATRIX), dtype="float32")
+    best = math.inf
+    for _ in range(PEAK_REPEATS):
+        start = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - start)
+    return 2 * PEAK_MATRIX**3 / best / 1e9
+
+
+def training_gflop_per_image(model: keras.Model) -> float:
+    """Multiply-adds of one forward pass through the convolutions and dense layers, × 2 FLOP, × 3
+    for forward + backward."""
+    macs = 0
+    for layer in models.all_layers(model):
+        if isinstance(layer, keras.layers.Conv2D):
+            height, width, channels = layer.output.shape[1:]
+            macs += height * width * channels * int(np.prod(layer.kernel.shape[:-1]))
+        elif isinstance(layer, keras.layers.Dense):
+            macs += int(np.prod(layer.kernel.shape))
+    return 3 * 2 * macs / 1e9
+
+
+def bare_step_rate(model: keras.Model, batch_size: int, num_classes: int) -> float:
+    """Images/s of the bare Keras train step: the same network compiled with plain Nesterov SGD,
+    one fixed uint8 batch through ``train_on_batch`` (no augmentation, no callbacks, no input feed)."""
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True), loss="categorical_crossentropy")
+    rng = np.random.default_rng(SEED)
+    x = rng.integers(0, 256, (batch_size, *model.input.shape[1:]), dtype="uint8")
+    y = np.eye(num_classes, dtype="float32")[rng.integers(0, num_classes, batch_size)]
+    for _ in range(2):
+        model.train_on_batch(x, y)
+    start = time.perf_counter()
+    for _ in range(BARE_STEPS):
+        model.train_on_batch(x, y)
+    return BARE_STEPS * batch_size / (time.perf_counter() - start)
+
+
 def bench_cnn(size, timed: int, data, architectures: list[str], precisions: list[str]) -> dict:
-    """Training images/s of each CNN with its own recipe, in each precision; seconds per epoch and
-    per full recipe."""
+    """Training images/s of each CNN with its own recipe, in each precision, through the pipeline's
+    loop and through the bare Keras step; their ratio, the fraction of the machine's matrix-product
+    peak (measured in the same run) the pipeline reaches; seconds per epoch and per full recipe."""
     train, validation, class_names = data
     conf = yaml.safe_load(CNN_CONF.read_text())["cnn_training"]
-    results = {}
+    peak = matrix_peak_gflops()
+    print(f"\nmatrix-product peak: {peak:,.0f} GFLOP/s (float32, NumPy, {PEAK_MATRIX}²)", flush=True)
+    results = {"matrix_peak_gflops": peak}
     for architecture in architectures:
         for precision in precisions:
             params = CNNTrainingParams.model_validate(conf | {"architecture": architecture, "checkpoint_dir": None})
@@ -298,9 +347,13 @@ def bench_cnn(size, timed: int, data, architectures: list[str], precisions: list
             model = cnn_nodes.build_model(class_names, cnn_nodes.input_statistics(train, params), params, settings)
             rate = measure_fit(model, first(train, size(architecture)), first(validation, VALIDATION_IMAGES), timed,
                                recipe, "train", settings)
+            gflop = training_gflop_per_image(model)
+            bare = bare_step_rate(model, recipe.batch_size, len(class_names))
             results[key] = {
                 "architecture": architecture, "precision": precision, "batch_size": recipe.batch_size,
                 "images": size(architecture), "params": model.count_params(), "images_per_second": rate,
+                "bare_images_per_second": bare, "ratio": rate["median"] / bare, "goal_ratio": CNN_GOAL_RATIO,
+                "training_gflop_per_image": gflop, "fraction_of_peak": rate["median"] * gflop / peak,
                 "seconds_per_epoch": per_epoch_seconds(rate["median"]), "epochs": recipe.epochs,
                 "full_recipe_seconds": recipe.epochs * per_epoch_seconds(rate["median"]),
             }
@@ -363,15 +416,19 @@ def print_report(results: dict) -> None:
         met = "met" if p["ratio"] >= p["goal_ratio"] else "NOT met"
         print(f"ratio kedro / bare = {p['ratio']:.3f} (goal >= {p['goal_ratio']}: {met})")
     if "cnn" in results:
-        print("\nCNN architectures, each with its recipe from conf/base (seconds exclude validation)")
-        line = "{:<26} | {:>5} | {:>10} | {:>7} | {:>11} | {:>13} | {:>12} | {:>6} | {:>11}"
-        print(line.format("model", "batch", "params", "images", "train img/s", "range", "s/epoch @40k", "epochs",
-                          "full recipe"))
-        print(line.format(*["-" * w for w in (26, 5, 10, 7, 11, 13, 12, 6, 11)]))
-        for name, c in results["cnn"].items():
-            print(line.format(name, c["batch_size"], f"{c['params']:,}", f"{c['images']:,}",
-                              *rate_cells(c["images_per_second"]), f"{c['seconds_per_epoch']:,.1f}", c["epochs"],
-                              f"{c['full_recipe_seconds'] / 60:,.1f} min"))
+        cnn = dict(results["cnn"])
+        peak = cnn.pop("matrix_peak_gflops")
+        print(f"\nCNN architectures, each with its recipe from conf/base (seconds exclude validation); matrix-product "
+              f"peak {peak:,.0f} GFLOP/s. ratio = pipeline / bare step (goal >= {CNN_GOAL_RATIO}); peak = the "
+              "pipeline's GFLOP/s / the peak")
+        line = "{:<26} | {:>5} | {:>10} | {:>11} | {:>13} | {:>9} | {:>5} | {:>5} | {:>12} | {:>6} | {:>11}"
+        print(line.format("model", "batch", "params", "train img/s", "range", "bare img/s", "ratio", "peak",
+                          "s/epoch @40k", "epochs", "full recipe"))
+        print(line.format(*["-" * w for w in (26, 5, 10, 11, 13, 9, 5, 5, 12, 6, 11)]))
+        for name, c in cnn.items():
+            print(line.format(name, c["batch_size"], f"{c['params']:,}", *rate_cells(c["images_per_second"]),
+                              f"{c['bare_images_per_second']:,.1f}", f"{c['ratio']:.2f}", f"{c['fraction_of_peak']:.2f}",
+                              f"{c['seconds_per_epoch']:,.1f}", c["epochs"], f"{c['full_recipe_seconds'] / 60:,.1f} min"))
 
 
 def main() -> None:
