@@ -34,7 +34,7 @@ def build(p: CNNTrainingParams, train, names):
 
 def narrow_resnet9(epochs: int) -> CNNTrainingParams:
     recipe = raw_params()["resnet9"]
-    return params(resnet9=recipe | {
+    return params(architecture="resnet9", resnet9=recipe | {
         "network": recipe["network"] | {"width": 0.25},
         "epochs": epochs,
         "batch_size": 128,
