@@ -256,3 +256,51 @@ def test_a_stage_that_ends_far_below_its_best_validation_warns(caplog):
         training.warn_if_validation_fell("train", history)
     [record] = caplog.records
     assert "ended at 50.0% validation accuracy, 25.0 points below its best (75.0% at epoch 1)" in record.getMessage()
+
+
+def test_batches_are_a_seeded_fresh_permutation_of_the_pairs_each_epoch():
+    x = np.arange(50, dtype="float32")[:, None] * np.ones((1, 3), "float32")  # row i holds i
+    y = np.arange(50) % 10
+    batches = training.Batches(x, y, batch_size=8, num_classes=10, seed=3)
+    assert len(batches) == 7  # the last batch holds the 2 left over
+
+    def epoch(b):
+        xs, ys = zip(*(b[i] for i in range(len(b))))
+        rows = np.concatenate(xs)[:, 0].astype(int)
+        np.testing.assert_array_equal(np.concatenate(ys).argmax(axis=1), rows % 10)  # labels stay with their rows
+        return rows
+
+    first = epoch(batches)
+    assert sorted(first) == list(range(50)) and list(first) != list(range(50))
+    batches.on_epoch_end()
+    second = epoch(batches)
+    assert sorted(second) == list(range(50)) and not np.array_equal(first, second)
+    np.testing.assert_array_equal(epoch(training.Batches(x, y, batch_size=8, num_classes=10, seed=3)), first)
+
+
+def test_micro_batches_take_the_same_steps_as_whole_batches():
+    """Slices of a batch average their gradients into one step: with no BatchNormalization the
+    weights end where whole batches take them — schedule, momentum and weight decay included."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (96, 8, 8, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, 96)
+
+    def trained(**fields):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((8, 8, 3), dtype="uint8")
+        x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+        model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(keras.layers.Dense(16, "relu")(x)))
+        stage_ = stage(**{"epochs": 2, "batch_size": 16, "learning_rate": Schedule(knots=[[0, 0.5], [1, 0.0]]),
+                          "optimizer_options": {"momentum": 0.9, "weight_decay": 0.01}, **fields})
+        training.fit(model, (images, labels), (images[:16], labels[:16]), stage_, name="micro", runtime=RUNTIME)
+        return model.get_weights()
+
+    whole, sliced = trained(), trained(micro_batch_size=4)
+    assert np.abs(whole[0] - trained(batch_size=8)[0]).max() > 1e-3  # the comparison can tell steps apart
+    for a, b in zip(whole, sliced):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_a_micro_batch_that_does_not_divide_the_batch_is_refused():
+    with pytest.raises(ValueError, match="micro_batch_size 300 must divide batch_size 2000"):
+        stage(batch_size=2000, micro_batch_size=300)

@@ -56,16 +56,19 @@ class PiecewiseLinearSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     The one-cycle shape of Page's ResNet-9 recipe is ``[(0, 0), (5 epochs, 0.4), (24 epochs, 0)]``
     in optimizer steps. It reads ``optimizer.iterations``, so a resumed run continues on schedule.
+    Keras passes a schedule its count of calls, which under gradient accumulation counts
+    micro-batches: ``every`` of them make one step.
     """
 
-    def __init__(self, steps: list[int], rates: list[float]):
+    def __init__(self, steps: list[int], rates: list[float], every: int = 1):
         if len(steps) != len(rates) or len(steps) < 2 or list(steps) != sorted(steps):
             raise ValueError(f"PiecewiseLinearSchedule needs ≥ 2 knots with increasing steps, got {steps}, {rates}.")
         self.steps = [int(s) for s in steps]
         self.rates = [float(r) for r in rates]
+        self.every = int(every)
 
     def __call__(self, step):
-        step = ops.cast(step, "float32")
+        step = ops.cast(ops.floor_divide(step, self.every), "float32")
         rate = ops.convert_to_tensor(self.rates[0], "float32")
         for (s0, r0), (s1, r1) in zip(zip(self.steps, self.rates), zip(self.steps[1:], self.rates[1:])):
             fraction = ops.clip((step - s0) / max(s1 - s0, 1), 0.0, 1.0)
@@ -73,7 +76,7 @@ class PiecewiseLinearSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return rate
 
     def get_config(self):
-        return {"steps": self.steps, "rates": self.rates}
+        return {"steps": self.steps, "rates": self.rates, "every": self.every}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -178,3 +178,20 @@ class Stage(Params):
     label_smoothing: Fraction = 0.0  # 0: off
     augmentation: Augmentation = Augmentation()  # nothing listed: off
     lookahead: Lookahead | None = None  # None: off
+    # Memory, not the recipe: each batch runs as slices of this many images whose gradients are
+    # averaged into one optimizer step (Keras' gradient_accumulation_steps), so the activations held
+    # at once shrink by batch_size / micro_batch_size. BatchNormalization normalizes each slice on its
+    # own. None: whole batches.
+    micro_batch_size: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _micro_batches_divide_the_batch(self) -> "Stage":
+        if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
+            raise ValueError(f"micro_batch_size {self.micro_batch_size} must divide batch_size {self.batch_size}, "
+                             "so that every optimizer step averages the same number of slices; pick a divisor.")
+        return self
+
+    @property
+    def step_batch_size(self) -> int:
+        """Images per forward and backward pass: ``micro_batch_size`` or the whole batch."""
+        return self.micro_batch_size or self.batch_size

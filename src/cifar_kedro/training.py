@@ -50,12 +50,13 @@ class TrainingDivergedError(FloatingPointError):
 
 
 # ---------------------------------------------------------------------------- optimizer
-def learning_rate_schedule(rate: LearningRate, total_steps: int) -> float | PiecewiseLinearSchedule:
-    """A constant rate, or a ``Schedule``'s knots turned from fractions of the stage into steps."""
+def learning_rate_schedule(rate: LearningRate, total_steps: int, accumulation: int = 1) -> float | PiecewiseLinearSchedule:
+    """A constant rate, or a ``Schedule``'s knots turned from fractions of the stage into steps
+    (optimizer steps of ``accumulation`` micro-batches each)."""
     if not isinstance(rate, Schedule):
         return float(rate)
     fractions, rates = zip(*rate.knots)
-    return PiecewiseLinearSchedule([round(f * total_steps) for f in fractions], list(rates))
+    return PiecewiseLinearSchedule([round(f * total_steps) for f in fractions], list(rates), every=accumulation)
 
 
 class ScaledLearningRates:
@@ -202,9 +203,12 @@ OPTIMIZERS = {
 }
 
 
-def make_optimizer(options: Optimizer, total_steps: int) -> keras.optimizers.Optimizer:
-    """The optimizer ``options`` name, with its learning rate over a stage of ``total_steps`` steps."""
-    kwargs: dict[str, Any] = {"learning_rate": learning_rate_schedule(options.learning_rate, total_steps)}
+def make_optimizer(options: Optimizer, total_steps: int, accumulation: int = 1) -> keras.optimizers.Optimizer:
+    """The optimizer ``options`` name, with its learning rate over a stage of ``total_steps`` steps;
+    with ``accumulation`` > 1 each step averages the gradients of that many calls (micro-batches)."""
+    kwargs: dict[str, Any] = {"learning_rate": learning_rate_schedule(options.learning_rate, total_steps, accumulation)}
+    if accumulation > 1:
+        kwargs["gradient_accumulation_steps"] = accumulation
     if options.weight_decay is not None:
         kwargs["weight_decay"] = options.weight_decay
     if options.name == "sgd":
@@ -434,7 +438,8 @@ def fit(
     """
     started = time.perf_counter()
     seed = seed_stage(runtime.seed, name)
-    (x_train, y_train), (x_val, y_val) = _shared_evenly(name, stage.batch_size, *train), validation
+    step_batch = stage.step_batch_size
+    (x_train, y_train), (x_val, y_val) = _shared_evenly(name, step_batch, *train), validation
     stage_dir = _stage_dir(checkpoint_dir, name, _resume_key(model, stage, runtime, batchnorm_calibration_images),
                            x_train, y_train) if checkpoint_dir else None
     trainer = with_augmentation(model, stage.augmentation, seed)
@@ -444,32 +449,63 @@ def fit(
             name=name, started=started,
             saved=stage_dir / "budget.json" if stage_dir else None)})
     total_steps = stage.epochs * math.ceil(len(x_train) / stage.batch_size)
-    compile_model(trainer, make_optimizer(stage.optimizer, total_steps), label_smoothing=stage.label_smoothing,
-                  jit_compile=runtime.jit_compile)
+    compile_model(trainer, make_optimizer(stage.optimizer, total_steps, stage.batch_size // step_batch),
+                  label_smoothing=stage.label_smoothing, jit_compile=runtime.jit_compile)
     if stage_dir is not None and (stage_dir / "done.json").exists():
         logger.info("Stage '%s' already finished in %s: loading its weights instead of training.", name, stage_dir)
         return _load_finished(trainer, stage_dir)
 
-    progress = Progress(name, len(x_train), stage.batch_size, stage_dir / "epochs.json" if stage_dir else None)
+    progress = Progress(name, len(x_train), step_batch, stage_dir / "epochs.json" if stage_dir else None)
     callbacks = [keras.callbacks.TerminateOnNaN(), progress, *callbacks, *_stage_callbacks(trainer, stage)]
     if batchnorm_calibration_images:  # after Lookahead, whose last average it recalibrates
         chosen = np.random.default_rng(seed).permutation(len(x_train))[:batchnorm_calibration_images]
-        callbacks.append(CalibrateBatchNorm(model, x_train[np.sort(chosen)], stage.batch_size,
+        callbacks.append(CalibrateBatchNorm(model, x_train[np.sort(chosen)], step_batch,
                                             each_epoch=batchnorm_calibration_each_epoch))
     if stage_dir is not None:  # after Progress, so that an epoch in the backup is always in the log too
         callbacks.append(keras.callbacks.BackupAndRestore(str(stage_dir / "backup")))
 
-    logger.info("Stage '%s': %d epochs of %d images, batch %d.", name, stage.epochs, len(x_train), stage.batch_size)
+    logger.info("Stage '%s': %d epochs of %d images, batch %d%s.", name, stage.epochs, len(x_train), stage.batch_size,
+                f" in slices of {step_batch}" if step_batch != stage.batch_size else "")
     num_classes = model.output_shape[-1]
-    trainer.fit(x_train, one_hot(y_train, num_classes), batch_size=stage.batch_size, epochs=stage.epochs,
+    trainer.fit(Batches(x_train, y_train, step_batch, num_classes, seed=seed), epochs=stage.epochs,
                 validation_data=_padded_to(devices_per_batch(), x_val, one_hot(y_val, num_classes)),
-                shuffle=True, callbacks=callbacks, verbose=0)
+                shuffle=False, callbacks=callbacks, verbose=0)  # Batches shuffles, seeded
     _raise_if_diverged(name, progress.history, stage_dir)
     if stage_dir is not None:
         np.savez(stage_dir / "weights.npz", *trainer.get_weights())
         _write_json_atomic(stage_dir / "done.json", progress.history)
     warn_if_validation_fell(name, progress.history)
     return progress.history
+
+
+class Batches(keras.utils.PyDataset):
+    """The training set as shuffled batches of (inputs, one-hot labels), sliced from the arrays as
+    they are: the order is a fresh permutation each epoch, drawn from ``seed`` and the epoch.
+
+    Keras' own array input would first turn the whole training set into a tensor, and its input
+    pipeline keeps more copies; for a few GB of cached activations that multiplied the run's peak
+    memory (issue 20). Here only one batch at a time is copied.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, num_classes: int, *, seed: int):
+        super().__init__()
+        self.x, self.y, self.batch_size, self.num_classes, self.seed = x, y, batch_size, num_classes, seed
+        self.epoch = 0
+        self.order = self._permutation()
+
+    def _permutation(self) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.x))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])  # sorted: a faster gather
+        return self.x[rows], one_hot(self.y[rows], self.num_classes)
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = self._permutation()
 
 
 # Train steps a time budget times (after one that traces), and prediction batches.
@@ -510,7 +546,7 @@ def measure_epoch_seconds(trainer: keras.Model, stage: Stage, runtime: Runtime, 
     weights = trainer.get_weights()
     compile_model(trainer, make_optimizer(stage.optimizer, BUDGET_PROBE_STEPS + 1),
                   label_smoothing=stage.label_smoothing, jit_compile=runtime.jit_compile)
-    x = x_train[:stage.batch_size]
+    x = x_train[:stage.step_batch_size]
     y = one_hot(np.zeros(len(x), "int64"), trainer.output_shape[-1])
     trainer.train_on_batch(x, y)
     start = time.perf_counter()
@@ -522,8 +558,8 @@ def measure_epoch_seconds(trainer: keras.Model, stage: Stage, runtime: Runtime, 
     trainer.predict_on_batch(x)
     predict_seconds = time.perf_counter() - start
     trainer.set_weights(weights)
-    return (math.ceil(len(x_train) / stage.batch_size) * step_seconds
-            + math.ceil(predicted_per_epoch / stage.batch_size) * predict_seconds)
+    return (math.ceil(len(x_train) / len(x)) * step_seconds
+            + math.ceil(predicted_per_epoch / len(x)) * predict_seconds)
 
 
 def _stage_callbacks(trainer: keras.Model, stage: Stage) -> list[keras.callbacks.Callback]:

@@ -180,24 +180,31 @@ def _rate_label(rate: Any) -> str:
 def _activations(bottom: keras.Model, train: Split, validation: Split, params: TransferTrainingParams,
                  runtime: Runtime):
     """The frozen bottom's outputs, computed once: training images in each of ``cached_views``
-    (labels repeated to match), validation images as they are. Stored as float16 to halve memory."""
+    (labels repeated to match), validation images as they are. Stored as float16 to halve memory,
+    written chunk by chunk into one array (no float32 copy of a view, no concatenation)."""
     started = time.perf_counter()
     seed = seed_stage(runtime.seed, "transfer_training/cached_views")
+    n, views = len(train["images"]), list(params.cached_views)
+    shape = bottom.output_shape[1:]
 
-    def run(images):
-        return training.predict(bottom, images, params.eval_batch_size).astype("float16")
+    def run(images: np.ndarray, out: np.ndarray) -> np.ndarray:
+        for start in range(0, len(images), VIEW_CHUNK):
+            out[start:start + VIEW_CHUNK] = training.predict(bottom, images[start:start + VIEW_CHUNK],
+                                                             params.eval_batch_size)
+        return out
 
-    x_train = np.concatenate([run(_view(train["images"], view, index, params, seed))
-                              for index, view in enumerate(params.cached_views)])
-    y_train = np.tile(train["labels"], len(params.cached_views))
-    x_val = run(validation["images"])
+    x_train = np.empty((n * len(views), *shape), "float16")
+    for index, view in enumerate(views):
+        run(_view(train["images"], view, index, params, seed), x_train[index * n:(index + 1) * n])
+    y_train = np.tile(train["labels"], len(views))
+    x_val = run(validation["images"], np.empty((len(validation["images"]), *shape), "float16"))
     logger.info("Cached the frozen layers' activations %s for %d training images × %s and %d validation images "
-                "in %.0f s.", x_val.shape[1:], len(train["labels"]), list(params.cached_views),
-                len(validation["labels"]), time.perf_counter() - started)
+                "(%.2f GB in float16) in %.0f s.", shape, n, views, len(validation["labels"]),
+                (x_train.nbytes + x_val.nbytes) / 1e9, time.perf_counter() - started)
     return (x_train, y_train), (x_val, validation["labels"])
 
 
-VIEW_CHUNK = 2048  # images augmented at a time
+VIEW_CHUNK = 2048  # images augmented, and run through the frozen layers, at a time
 
 
 def _view(images: np.ndarray, view: str, index: int, params: TransferTrainingParams, seed: int) -> np.ndarray:
