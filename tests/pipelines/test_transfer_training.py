@@ -183,3 +183,30 @@ def test_a_failed_run_saves_no_model_and_the_rerun_resumes(project):
     model = keras.saving.load_model(saved, safe_mode=True)
     assert model.count_params() > 0
     assert not checkpoints.exists()  # spent once the model is saved (TrainingCheckpointHooks)
+
+
+def test_cached_activations_are_each_view_through_the_frozen_layers_in_one_float16_array(tmp_path, monkeypatch):
+    """Written chunk by chunk (a chunk smaller than the split, so several are joined) into one array:
+    each view's rows are exactly that view's activations, labels repeated to match, and the seeded
+    augmented draws differ from each other and repeat from run to run."""
+    train, validation, names = synthetic_splits(tmp_path, seed=3, images_per_batch=40)
+    monkeypatch.setattr(nodes, "VIEW_CHUNK", 48)
+    params = base_params(cached_views=["original", "mirrored", "augmented", "augmented"])
+    model = nodes.build_model(train, names, params, RUNTIME)
+    models.unfreeze_backbone(model, 100, batchnorm="train", batchnorm_momentum=0.99)
+    bottom = models.split_for_fine_tuning(model, 100).bottom
+
+    (x, y), (x_val, y_val) = nodes._activations(bottom, train, validation, params, RUNTIME)
+    n = len(train["images"])
+    assert x.dtype == np.float16 and x.shape[0] == 4 * n and 48 < n
+    np.testing.assert_array_equal(y, np.tile(train["labels"], 4))
+    direct = bottom.predict(train["images"], verbose=0)
+    np.testing.assert_allclose(x[:n], direct.astype("float16"), rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(x[n:2 * n], bottom.predict(train["images"][:, :, ::-1], verbose=0).astype("float16"),
+                               rtol=1e-2, atol=1e-2)
+    assert np.abs(x[n:2 * n].astype("float32") - direct).mean() > 0.05  # the mirrored view is another view
+    assert np.abs(x[2 * n:3 * n].astype("float32") - x[3 * n:].astype("float32")).mean() > 0.05  # two draws
+    np.testing.assert_array_equal(nodes._activations(bottom, train, validation, params, RUNTIME)[0][0], x)
+    np.testing.assert_allclose(x_val, bottom.predict(validation["images"], verbose=0).astype("float16"),
+                               rtol=1e-2, atol=1e-2)
+    np.testing.assert_array_equal(y_val, validation["labels"])
