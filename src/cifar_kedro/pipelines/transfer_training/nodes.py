@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -181,21 +182,23 @@ def _activations(bottom: keras.Model, train: Split, validation: Split, params: T
                  runtime: Runtime):
     """The frozen bottom's outputs, computed once: training images in each of ``cached_views``
     (labels repeated to match), validation images as they are. Stored as float16 to halve memory,
-    written chunk by chunk into one array (no float32 copy of a view, no concatenation)."""
+    and made chunk by chunk (view, then the frozen layers) straight into one array: no view of the
+    whole split, no float32 copy, no concatenation."""
     started = time.perf_counter()
     seed = seed_stage(runtime.seed, "transfer_training/cached_views")
     n, views = len(train["images"]), list(params.cached_views)
     shape = bottom.output_shape[1:]
 
-    def run(images: np.ndarray, out: np.ndarray) -> np.ndarray:
+    def run(images: np.ndarray, out: np.ndarray, view: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
         for start in range(0, len(images), VIEW_CHUNK):
-            out[start:start + VIEW_CHUNK] = training.predict(bottom, images[start:start + VIEW_CHUNK],
+            chunk = images[start:start + VIEW_CHUNK]
+            out[start:start + VIEW_CHUNK] = training.predict(bottom, chunk if view is None else view(chunk),
                                                              params.eval_batch_size)
         return out
 
     x_train = np.empty((n * len(views), *shape), "float16")
     for index, view in enumerate(views):
-        run(_view(train["images"], view, index, params, seed), x_train[index * n:(index + 1) * n])
+        run(train["images"], x_train[index * n:(index + 1) * n], _view(view, index, params, seed))
     y_train = np.tile(train["labels"], len(views))
     x_val = run(validation["images"], np.empty((len(validation["images"]), *shape), "float16"))
     logger.info("Cached the frozen layers' activations %s for %d training images × %s and %d validation images "
@@ -204,17 +207,21 @@ def _activations(bottom: keras.Model, train: Split, validation: Split, params: T
     return (x_train, y_train), (x_val, validation["labels"])
 
 
-VIEW_CHUNK = 2048  # images augmented, and run through the frozen layers, at a time
+VIEW_CHUNK = 2048  # images viewed, and run through the frozen layers, at a time
 
 
-def _view(images: np.ndarray, view: str, index: int, params: TransferTrainingParams, seed: int) -> np.ndarray:
-    """``original``, ``mirrored``, or ``augmented``: one seeded draw of the configured augmentation
-    (each ``augmented`` in the list a different draw)."""
+def _view(view: str, index: int, params: TransferTrainingParams, seed: int) -> Callable[[np.ndarray], np.ndarray] | None:
+    """``original`` (None: the images as they are), ``mirrored``, or ``augmented``: one seeded draw
+    of the configured augmentation (each ``augmented`` in the list a different draw), as a function
+    of a chunk of uint8 images."""
     if view == "original":
-        return images
+        return None
     if view == "mirrored":
-        return images[:, :, ::-1]
+        return lambda images: images[:, :, ::-1]
     layer = augmentation.build_augmentation(params.fine_tune.augmentation, seed=seed + index)
-    draws = [keras.ops.convert_to_numpy(layer(images[start:start + VIEW_CHUNK].astype("float32"), training=True))
-             for start in range(0, len(images), VIEW_CHUNK)]
-    return np.clip(np.round(np.concatenate(draws)), 0, 255).astype("uint8")
+
+    def augmented(images: np.ndarray) -> np.ndarray:
+        drawn = keras.ops.convert_to_numpy(layer(images.astype("float32"), training=True))
+        return np.clip(np.round(drawn), 0, 255).astype("uint8")
+
+    return augmented
