@@ -3,13 +3,13 @@
 from omegaconf.resolvers import oc
 
 from cifar_kedro import tracking
-from cifar_kedro.hooks import ParameterCheckHooks, RuntimeHooks, TrainingCheckpointHooks
+from cifar_kedro.hooks import ParameterCheckHooks, ReleaseMemoryHooks, RuntimeHooks, TrainingCheckpointHooks
 
 # Checks every parameter before anything runs; sets the run-wide state (seed, precision,
 # distribution) once before the pipeline runs; clears a training pipeline's resume checkpoints
 # once its final model is safely saved. With the `mlflow` extra, tracking hooks come first
 # (pluggy calls the last registered first, so the parameter check runs before any MLflow set-up).
-HOOKS = (*tracking.hooks(), ParameterCheckHooks(), RuntimeHooks(), TrainingCheckpointHooks())
+HOOKS = (*tracking.hooks(), ParameterCheckHooks(), RuntimeHooks(), TrainingCheckpointHooks(), ReleaseMemoryHooks())
 
 # kedro-mlflow's hook is registered above, adapted to typed parameters (cifar_kedro.tracking),
 # instead of through its plugin entry point.
