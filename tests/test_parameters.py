@@ -132,3 +132,22 @@ def test_schema_defaults_only_switch_things_off():
                     and any(v not in (None, False, 0, 0.0, [], {}) for v in value.model_dump().values()
                             if not isinstance(v, str))}
     assert switched_on == {}
+
+
+@pytest.mark.parametrize("env", ["base", "local", "cpu", "demo", "gpu", "images"])
+def test_every_shipped_environment_passes_the_check(env):
+    """A profile's file can drift from the schema without any run of it in the fast tests: each
+    environment, merged over base as `kedro run --env` merges it, passes the same check."""
+    from kedro.config import OmegaConfigLoader
+    from kedro.framework.project import pipelines
+    from kedro.framework.startup import bootstrap_project
+
+    from cifar_kedro import parameters
+    from cifar_kedro.settings import CONFIG_LOADER_ARGS
+    from tests.conftest import PROJECT_ROOT
+
+    bootstrap_project(PROJECT_ROOT)
+    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env=env, **CONFIG_LOADER_ARGS)
+    models = parameters.schemas(pipelines)
+    assert {"transfer_training", "cnn_training", "reporting"} <= set(models)  # the check has the schemas
+    assert parameters.check(loader["parameters"], models, {}, known=parameters.known_blocks()) == []
