@@ -304,3 +304,22 @@ def test_micro_batches_take_the_same_steps_as_whole_batches():
 def test_a_micro_batch_that_does_not_divide_the_batch_is_refused():
     with pytest.raises(ValueError, match="micro_batch_size 300 must divide batch_size 2000"):
         stage(batch_size=2000, micro_batch_size=300)
+
+
+def test_fit_lets_go_of_its_training_arrays():
+    """Cached activations are a GB: once ``fit`` returns nothing may keep them. (On TensorFlow the
+    generator Keras hands to ``tf.data`` outlives ``fit``, with the ``Batches`` it reads.)"""
+    import gc
+    import weakref
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, 64)
+    inputs = keras.Input((8, 8, 3), dtype="uint8")
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(inputs)))
+    kept = weakref.ref(images)
+    training.fit(model, (images, labels), (images[:16], labels[:16]), stage(epochs=1, batch_size=16),
+                 name="release", runtime=RUNTIME)
+    del images
+    gc.collect()
+    assert kept() is None

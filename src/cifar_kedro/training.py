@@ -467,9 +467,13 @@ def fit(
     logger.info("Stage '%s': %d epochs of %d images, batch %d%s.", name, stage.epochs, len(x_train), stage.batch_size,
                 f" in slices of {step_batch}" if step_batch != stage.batch_size else "")
     num_classes = model.output_shape[-1]
-    trainer.fit(Batches(x_train, y_train, step_batch, num_classes, seed=seed), epochs=stage.epochs,
-                validation_data=_padded_to(devices_per_batch(), x_val, one_hot(y_val, num_classes)),
-                shuffle=False, callbacks=callbacks, verbose=0)  # Batches shuffles, seeded
+    batches = Batches(x_train, y_train, step_batch, num_classes, seed=seed)
+    try:
+        trainer.fit(batches, epochs=stage.epochs,
+                    validation_data=_padded_to(devices_per_batch(), x_val, one_hot(y_val, num_classes)),
+                    shuffle=False, callbacks=callbacks, verbose=0)  # Batches shuffles, seeded
+    finally:
+        batches.release()
     _raise_if_diverged(name, progress.history, stage_dir)
     if stage_dir is not None:
         np.savez(stage_dir / "weights.npz", *trainer.get_weights())
@@ -506,6 +510,13 @@ class Batches(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         self.epoch += 1
         self.order = self._permutation()
+
+    def release(self) -> None:
+        """Let go of the arrays once training is over. On TensorFlow, Keras feeds a PyDataset
+        through ``tf.data.Dataset.from_generator``, whose generator TensorFlow keeps alive after
+        ``fit`` returns, and this object with it: without this, a GB of cached activations outlived
+        the node that made them (issue 20)."""
+        self.x = self.y = self.order = None
 
 
 # Train steps a time budget times (after one that traces), and prediction batches.
