@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 
 import keras
 import numpy as np
@@ -309,9 +311,6 @@ def test_a_micro_batch_that_does_not_divide_the_batch_is_refused():
 def test_fit_lets_go_of_its_training_arrays():
     """Cached activations are a GB: once ``fit`` returns nothing may keep them. (On TensorFlow the
     generator Keras hands to ``tf.data`` outlives ``fit``, with the ``Batches`` it reads.)"""
-    import gc
-    import weakref
-
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, 64)
