@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scratch_project import PROJECT_ROOT, kedro_run, make_project
+from scratch_project import PROJECT_ROOT, cpu_name, kedro_run, make_project
 
 from cifar_kedro.datasets import newest_version
 from cifar_kedro.sources import cifar10
@@ -200,7 +200,7 @@ def main() -> None:
             "raw_batches": str(raw),
             "node_seconds": seconds,
             "stage_seconds": grouped(seconds),
-            "machine": {"platform": platform.platform(), "processor": _cpu_name(), "cpu_count": os.cpu_count(),
+            "machine": {"platform": platform.platform(), "processor": cpu_name(), "cpu_count": os.cpu_count(),
                         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1 (project default)")},
         }
         if args.pipelines is None or "reporting" in args.pipelines:
@@ -239,14 +239,6 @@ def report(results: dict) -> None:
                   f"(best {100 * experiment['best_val_accuracy']:.2f}%), {experiment['seconds'] / 60:.1f} min")
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

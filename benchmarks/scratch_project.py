@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -22,6 +23,17 @@ RUN_ENV = {
 }
 KIB_PER_MIB = 1024
 LOG_TAIL_LINES = 40  # shown when the run fails
+
+
+def cpu_name() -> str:
+    """The processor's model name (figures are named by it: sessions do not always get the same one)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def make_project(path: Path) -> Path:

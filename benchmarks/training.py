@@ -50,7 +50,7 @@ import keras
 import numpy as np
 import yaml
 
-from scratch_project import PROJECT_ROOT, make_project
+from scratch_project import PROJECT_ROOT, cpu_name, make_project
 
 from cifar_kedro import models, runtime, training
 from cifar_kedro.datasets import newest_version
@@ -363,11 +363,7 @@ def bench_cnn(size, timed: int, data, architectures: list[str], precisions: list
 
 # ---------------------------------------------------------------------------- report
 def environment() -> dict:
-    cpu = platform.processor()
-    if Path("/proc/cpuinfo").exists():
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
+    cpu = cpu_name()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"keras_backend": keras.backend.backend(), "keras": keras.__version__,
             "devices": keras.distribution.list_devices(), "cpu": cpu, "cpu_cores": cores,
