@@ -35,30 +35,31 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from scratch_project import cpu_name
+
+from cifar_kedro import runtime
+from cifar_kedro.pipelines.cnn_training import nodes
+from cifar_kedro.pipelines.cnn_training.schema import CNNTrainingParams
+from cifar_kedro.schemas import Runtime
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def runtime_params(assignments: str | None) -> dict:
-    """`--params "a.b=1,c=x"` as Kedro's CLI reads it: nested keys, YAML values."""
-    nested: dict = {}
-    for item in filter(None, (assignments or "").split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
+    """`--params "a.b=1,c=x"` read as `kedro run --params` reads it (OmegaConf's dot list)."""
+    from omegaconf import OmegaConf
+
+    items = [item.strip() for item in (assignments or "").split(",") if item.strip()]
+    for item in items:
+        if "=" not in item:
             raise SystemExit(f"--params: {item!r} is not KEY=VALUE (e.g. cnn_training.budget_minutes=30)")
-        *parents, leaf = key.strip().split(".")
-        node = nested
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    return nested
+    return OmegaConf.to_container(OmegaConf.from_dotlist(items))
 
 
-def load_project(project: Path, env: str | None, params: dict) -> tuple[dict, dict]:
-    """The project's parameters and its newest splits and class names, as a run would read them."""
+def load_project(project: Path, env: str | None, params: dict) -> tuple[CNNTrainingParams, Runtime, dict]:
+    """The block's and the run's parameters, checked, and the newest splits and class names, as a run
+    would read them."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
@@ -68,18 +69,12 @@ def load_project(project: Path, env: str | None, params: dict) -> tuple[dict, di
         context = session.load_context()
         catalog = context.catalog
         data = {name: catalog.load(name) for name in ("train_split", "validation_split", "test_split", "class_names")}
-        return dict(context.params), data
+        cnn = CNNTrainingParams.model_validate(context.params["cnn_training"])
+        return cnn.model_copy(update={"checkpoint_dir": None}), Runtime.model_validate(context.params["runtime"]), data
 
 
-def train_once(parameters: dict, data: dict, seed: int, all_training: bool) -> dict:
-    from cifar_kedro import runtime
-    from cifar_kedro.pipelines.cnn_training import nodes
-    from cifar_kedro.pipelines.cnn_training.schema import CNNTrainingParams
-    from cifar_kedro.schemas import Runtime
-
-    # The project's hooks hand the parameters over already checked (schemas); no checkpoints here
-    params = CNNTrainingParams.model_validate(parameters["cnn_training"]).model_copy(update={"checkpoint_dir": None})
-    settings = Runtime.model_validate(parameters["runtime"]).model_copy(update={"seed": seed})
+def train_once(params: CNNTrainingParams, run: Runtime, data: dict, seed: int, all_training: bool) -> dict:
+    settings = run.model_copy(update={"seed": seed})
     runtime.apply(settings)
     train, validation, test = data["train_split"], data["validation_split"], data["test_split"]
     if all_training:
@@ -114,11 +109,11 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     overrides = runtime_params(args.params)
-    parameters, data = load_project(Path(args.project).resolve(), args.env, overrides)
-    architecture = parameters["cnn_training"].architecture
+    params, run_settings, data = load_project(Path(args.project).resolve(), args.env, overrides)
+    architecture = params.architecture
     runs = []
     for seed in args.seeds:
-        runs.append(train_once(parameters, data, seed, args.all_training))
+        runs.append(train_once(params, run_settings, data, seed, args.all_training))
         print(json.dumps(runs[-1]), flush=True)
 
     processor = cpu_name()
@@ -136,7 +131,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     result = {"benchmark": "cnn_block", "architecture": architecture, "env": args.env, "params": overrides,
               "all_training": args.all_training, "processor": processor, "runs": runs,
-              "recipe": parameters["cnn_training"].recipe.model_dump(mode="json")}
+              "recipe": params.recipe.model_dump(mode="json")}
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2, default=str))
 
 
